@@ -1,0 +1,115 @@
+"""Builds the node's ASGI app. The lifespan opens the upstream sessions and the access log, and closes them."""
+
+import asyncio
+import logging
+
+from llmrelay import __version__
+from llmrelay.asgi import ClientGone, Exchange, Receive, Scope, Send
+from llmrelay.core.errors import MethodNotAllowed, NotFound, RelayError
+from llmrelay.observability.access_log import AccessLog
+from llmrelay.providers.http_client import UpstreamClient
+from llmrelay.routing.passthrough import PassthroughRoutes
+from llmrelay.settings import Settings, load_settings
+from llmrelay.surfaces.passthrough import PassthroughSurface
+
+log = logging.getLogger("llmrelay")
+
+CLIENT_CLOSED = 499  # nginx's convention for "the client went away before the answer"
+
+
+class RelayApp:
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self.routes = PassthroughRoutes(settings)
+        self.client = UpstreamClient(settings.connect_timeout, settings.first_byte_timeout)
+        self.passthrough = PassthroughSurface(self.routes, self.client, settings.max_body_bytes)
+        self.access_log: AccessLog | None = None
+        chat = self.passthrough.chat
+        self.handlers = {
+            "/api/v1/chat": {"POST": chat},
+            "/v1/api/chat": {"POST": chat},  # the path the seed's text names
+            "/health": {"GET": self.health},
+            "/ready": {"GET": self.ready},
+        }
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            await self.handle(Exchange(scope, receive, send))
+        elif scope["type"] == "lifespan":
+            await self.lifespan(receive, send)
+
+    async def handle(self, ex: Exchange) -> None:
+        try:
+            await self.dispatch(ex)
+        except RelayError as error:
+            if ex.status:  # the answer had started; nothing more can be said on this response
+                log.warning("request %s failed after its answer started: %s", ex.request_id, error.message)
+            else:
+                await ex.respond_error(error)
+        except ClientGone:
+            ex.status = CLIENT_CLOSED
+        except asyncio.CancelledError:
+            if not ex.client_gone:
+                raise  # the server is shutting down
+            asyncio.current_task().uncancel()
+            ex.status = ex.status or CLIENT_CLOSED
+            ex.error_type = "client_closed"
+        except Exception:
+            log.exception("request %s failed", ex.request_id)
+            if not ex.status:
+                await ex.respond_error(RelayError("the node failed on this request; see its log for details"))
+        finally:
+            ex.stop_watching()
+            if self.access_log is not None:
+                self.access_log.record(ex)
+
+    async def dispatch(self, ex: Exchange) -> None:
+        methods = self.handlers.get(ex.path)
+        if methods is None:
+            raise NotFound(f"no endpoint at {ex.path}; the chat endpoint is POST /api/v1/chat")
+        handler = methods.get(ex.method)
+        if handler is None:
+            allowed = ", ".join(methods)
+            raise MethodNotAllowed(f"{ex.path} accepts {allowed}, not {ex.method}", headers={"Allow": allowed})
+        await handler(ex)
+
+    async def health(self, ex: Exchange) -> None:
+        await ex.respond_json(200, {"status": "ok", "version": __version__})
+
+    async def ready(self, ex: Exchange) -> None:
+        upstreams = self.routes.upstreams
+        reports = await asyncio.gather(*(self.client.probe(u, self.settings.ready_timeout) for u in upstreams))
+        ready = any(report["ready"] for report in reports)
+        payload = {"status": "ready" if ready else "not_ready", "upstreams": reports}
+        if not upstreams:
+            payload["message"] = "no upstream is configured: set LLM_CHAT_URL, OPENAI_API_KEY or ANTHROPIC_API_KEY"
+        await ex.respond_json(200 if ready else 503, payload)
+
+    async def lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                try:
+                    await self.startup()
+                except Exception as exc:  # noqa: BLE001 - reported to the server, which stops
+                    await send({"type": "lifespan.startup.failed", "message": str(exc)})
+                    return
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await self.shutdown()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    async def startup(self) -> None:
+        self.access_log = AccessLog(self.settings.log_format)
+        await self.client.open(self.routes.upstreams)
+
+    async def shutdown(self) -> None:
+        await self.client.close()
+        if self.access_log is not None:
+            self.access_log.close()
+
+
+def create_app(settings: Settings | None = None) -> RelayApp:
+    """The ASGI app; uvicorn's workers call this with no arguments and read the settings themselves."""
+    return RelayApp(settings or load_settings())

@@ -1,0 +1,150 @@
+"""The small ASGI layer the node needs: read a bounded body, send a response, keep one record per request.
+
+Written by hand on purpose: a framework's routing and request objects cost more per request than the
+whole proxy step we aim for, and the node has only a handful of routes.
+"""
+
+import asyncio
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+
+import orjson
+
+from llmrelay.core.errors import BadRequest, PayloadTooLarge, RelayError
+
+Scope = dict
+Receive = Callable[[], Awaitable[dict]]
+Send = Callable[[dict], Awaitable[None]]
+
+JSON = b"application/json"
+_MAX_REQUEST_ID = 128
+
+
+class Exchange:
+    """One request as the access log and the handlers see it."""
+
+    __slots__ = ("scope", "receive", "send", "method", "path", "request_id", "started",
+                 "model", "upstream", "status", "bytes_out", "error_type", "client_gone", "_watcher")
+
+    def __init__(self, scope: Scope, receive: Receive, send: Send):
+        self.scope = scope
+        self.receive = receive
+        self.send = send
+        self.method: str = scope["method"]
+        self.path: str = scope["path"]
+        self.started = time.perf_counter()
+        self.request_id = _request_id(scope["headers"])
+        self.model: str | None = None
+        self.upstream: str | None = None
+        self.status = 0
+        self.bytes_out = 0
+        self.error_type: str | None = None
+        self.client_gone = False
+        self._watcher: asyncio.Task | None = None
+
+    def header(self, name: bytes) -> bytes | None:
+        for key, value in self.scope["headers"]:
+            if key == name:
+                return value
+        return None
+
+    async def read_body(self, limit: int) -> bytes:
+        """The whole request body, refusing anything over `limit` bytes before buffering it."""
+        declared = self.header(b"content-length")
+        if declared is not None:
+            try:
+                size = int(declared)
+            except ValueError:
+                raise BadRequest("the Content-Length header is not a number") from None
+            if size > limit:
+                raise PayloadTooLarge(_too_large(limit))
+        message = await self.receive()
+        body = message.get("body", b"")
+        if not message.get("more_body"):
+            if len(body) > limit:
+                raise PayloadTooLarge(_too_large(limit))
+            return body
+        chunks = [body]
+        size = len(body)
+        while message.get("more_body"):
+            message = await self.receive()
+            if message["type"] == "http.disconnect":
+                raise ClientGone()
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > limit:
+                raise PayloadTooLarge(_too_large(limit))
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    def cancel_on_disconnect(self) -> None:
+        """From now on, a client that goes away cancels the task handling it (and so its upstream call).
+
+        Call once the request body has been read: the watcher consumes the next ASGI message.
+        """
+        handler = asyncio.current_task()
+
+        def on_message(watcher: asyncio.Task) -> None:
+            if not watcher.cancelled() and handler is not None:
+                self.client_gone = True
+                handler.cancel()
+
+        self._watcher = asyncio.ensure_future(self.receive())
+        self._watcher.add_done_callback(on_message)
+
+    def stop_watching(self) -> None:
+        if self._watcher is not None:
+            self._watcher.cancel()
+            self._watcher = None
+
+    async def start(self, status: int, headers: list[tuple[bytes, bytes]]) -> None:
+        self.status = status
+        headers.append((b"x-request-id", self.request_id.encode()))
+        await self.send({"type": "http.response.start", "status": status, "headers": headers})
+
+    async def body(self, data: bytes, more: bool = False) -> None:
+        if not more:
+            # The server reports the finished response as a disconnect; that must not cancel us.
+            self.stop_watching()
+        self.bytes_out += len(data)
+        await self.send({"type": "http.response.body", "body": data, "more_body": more})
+
+    async def respond(self, status: int, body: bytes, content_type: bytes = JSON,
+                      headers: list[tuple[bytes, bytes]] | None = None) -> None:
+        all_headers = [(b"content-type", content_type), (b"content-length", str(len(body)).encode())]
+        if headers:
+            all_headers.extend(headers)
+        await self.start(status, all_headers)
+        await self.body(body)
+
+    async def respond_json(self, status: int, payload) -> None:
+        await self.respond(status, orjson.dumps(payload))
+
+    async def respond_error(self, error: RelayError) -> None:
+        self.error_type = error.type
+        extra = [(k.lower().encode(), v.encode()) for k, v in error.headers.items()]
+        await self.respond(error.status, error_body(error), headers=extra)
+
+
+class ClientGone(Exception):
+    """The client closed its connection; there is nobody left to answer."""
+
+
+def error_body(error: RelayError) -> bytes:
+    return orjson.dumps({"error": {"type": error.type, "message": error.message}})
+
+
+def _too_large(limit: int) -> str:
+    return (f"the request body is larger than the node accepts ({limit} bytes); send a smaller request "
+            "or raise LLMRELAY_MAX_BODY_BYTES")
+
+
+def _request_id(headers) -> str:
+    for key, value in headers:
+        if key == b"x-request-id":
+            # Keep a client's id only if it is safe to echo into headers and logs.
+            if 0 < len(value) <= _MAX_REQUEST_ID and value.isascii() and value.decode().isprintable():
+                return value.decode()
+            break
+    return uuid.uuid4().hex

@@ -1,0 +1,65 @@
+"""One error hierarchy for the whole node; each error knows its HTTP status.
+
+Surfaces render these in their own API's error shape. Messages are written for a person: they say what
+went wrong and what to do about it, and never contain a secret.
+"""
+
+
+class RelayError(Exception):
+    status = 500
+    type = "internal_error"
+
+    def __init__(self, message: str, *, headers: dict[str, str] | None = None):
+        super().__init__(message)
+        self.message = message
+        self.headers = headers or {}
+
+
+class BadRequest(RelayError):
+    status = 400
+    type = "invalid_request_error"
+
+
+class Unauthenticated(RelayError):
+    status = 401
+    type = "authentication_error"
+
+
+class Forbidden(RelayError):
+    status = 403
+    type = "permission_error"
+
+
+class NotFound(RelayError):
+    status = 404
+    type = "not_found_error"
+
+
+class MethodNotAllowed(RelayError):
+    status = 405
+    type = "method_not_allowed"
+
+
+class PayloadTooLarge(RelayError):
+    status = 413
+    type = "request_too_large"
+
+
+class RateLimited(RelayError):
+    status = 429
+    type = "rate_limit_error"
+
+
+class UpstreamUnavailable(RelayError):
+    status = 502
+    type = "upstream_unavailable"
+
+
+class NoUpstream(RelayError):
+    status = 503
+    type = "no_upstream_configured"
+
+
+class UpstreamTimeout(RelayError):
+    status = 504
+    type = "upstream_timeout"

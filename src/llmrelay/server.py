@@ -1,0 +1,41 @@
+"""Runs the app under uvicorn (httptools parser, uvloop event loop), with the start-up banner."""
+
+import logging
+
+import uvicorn
+
+from llmrelay.observability.log_format import configure_logging
+from llmrelay.routing.passthrough import PassthroughRoutes
+from llmrelay.settings import Settings
+
+log = logging.getLogger("llmrelay")
+
+
+def run(settings: Settings) -> None:
+    configure_logging(settings.log_format)
+    for line in banner(settings):
+        log.info("%s", line)
+    uvicorn.run(
+        "llmrelay.app:create_app",
+        factory=True,
+        host=settings.host,
+        port=settings.port,
+        workers=settings.workers,
+        loop="uvloop",
+        http="httptools",
+        lifespan="on",
+        access_log=False,
+        server_header=False,
+        log_config=None,  # keep the handlers configure_logging installed
+    )
+
+
+def banner(settings: Settings) -> list[str]:
+    lines = [f"llmrelay on http://{settings.host}:{settings.port} ({settings.workers} worker(s))"]
+    upstreams = PassthroughRoutes(settings).upstreams
+    for upstream in upstreams:
+        lines.append(f"upstream {upstream.name}: {upstream.display_url}")
+    if not upstreams:
+        lines.append("no upstream configured: set LLM_CHAT_URL (e.g. http://localhost:11434 for Ollama), "
+                     "OPENAI_API_KEY or ANTHROPIC_API_KEY, in the environment or in .env")
+    return lines

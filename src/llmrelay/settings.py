@@ -1,0 +1,145 @@
+"""One validated Settings object from the environment, `.env` and `llmrelay.yaml`.
+
+Precedence, highest first: environment variables, the `.env` file in the working directory, the YAML
+config file (`--config` / `LLMRELAY_CONFIG`, else `./llmrelay.yaml` when present).
+"""
+
+import os
+from pathlib import Path
+from typing import Literal
+from urllib.parse import urlsplit
+
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    YamlConfigSettingsSource,
+)
+
+DEFAULT_CONFIG_FILE = "llmrelay.yaml"
+
+
+def _env(*names: str) -> AliasChoices:
+    """Accept the environment names and, in YAML, the field name itself."""
+    return AliasChoices(*names)
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",  # a shared .env (the Masa node's) holds many unrelated variables
+        populate_by_name=True,
+        case_sensitive=False,
+    )
+
+    llm_chat_url: str | None = Field(None, validation_alias=_env("LLM_CHAT_URL", "llm_chat_url"))
+    openai_api_key: SecretStr | None = Field(None, validation_alias=_env("OPENAI_API_KEY", "openai_api_key"))
+    openai_base_url: str = Field(
+        "https://api.openai.com/v1", validation_alias=_env("OPENAI_BASE_URL", "openai_base_url")
+    )
+    anthropic_api_key: SecretStr | None = Field(
+        None, validation_alias=_env("ANTHROPIC_API_KEY", "CLAUDE_API_KEY", "anthropic_api_key")
+    )
+    anthropic_base_url: str = Field(
+        "https://api.anthropic.com", validation_alias=_env("ANTHROPIC_BASE_URL", "anthropic_base_url")
+    )
+    anthropic_version: str = Field(
+        "2023-06-01", validation_alias=_env("LLMRELAY_ANTHROPIC_VERSION", "anthropic_version")
+    )
+
+    host: str = Field("127.0.0.1", validation_alias=_env("LLMRELAY_HOST", "host"))
+    port: int = Field(8080, ge=1, le=65535, validation_alias=_env("LLMRELAY_PORT", "port"))
+    workers: int = Field(1, ge=1, le=256, validation_alias=_env("LLMRELAY_WORKERS", "workers"))
+    log_format: Literal["text", "json"] = Field(
+        "text", validation_alias=_env("LLMRELAY_LOG_FORMAT", "log_format")
+    )
+
+    max_body_bytes: int = Field(
+        10 * 1024 * 1024, gt=0, validation_alias=_env("LLMRELAY_MAX_BODY_BYTES", "max_body_bytes")
+    )
+    connect_timeout: float = Field(
+        5.0, gt=0, validation_alias=_env("LLMRELAY_CONNECT_TIMEOUT", "connect_timeout")
+    )
+    first_byte_timeout: float = Field(
+        300.0, gt=0, validation_alias=_env("LLMRELAY_FIRST_BYTE_TIMEOUT", "first_byte_timeout")
+    )
+    ready_timeout: float = Field(2.0, gt=0, validation_alias=_env("LLMRELAY_READY_TIMEOUT", "ready_timeout"))
+
+    @field_validator("llm_chat_url", mode="before")
+    @classmethod
+    def _ollama_chat_endpoint(cls, value: str | None) -> str | None:
+        if value is None or value == "":
+            return None
+        url = _http_url(str(value))
+        # A bare base URL means Ollama's chat endpoint on it.
+        if urlsplit(url).path in ("", "/"):
+            url = url.rstrip("/") + "/api/chat"
+        return url
+
+    @field_validator("openai_base_url", "anthropic_base_url", mode="before")
+    @classmethod
+    def _base_url(cls, value: str) -> str:
+        return _http_url(str(value)).rstrip("/")
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources = [init_settings, env_settings, dotenv_settings]
+        config_file = config_path()
+        if config_file is not None:
+            sources.append(YamlConfigSettingsSource(settings_cls, yaml_file=config_file))
+        return tuple(sources)
+
+
+def _http_url(value: str) -> str:
+    parts = urlsplit(value.strip())
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError("must be an http:// or https:// URL, for example http://localhost:11434/api/chat")
+    return value.strip()
+
+
+class SettingsError(Exception):
+    """Raised with a message that names the variable to fix."""
+
+
+# Field name -> the variable a user sets, for error messages.
+_VARIABLE_NAMES = {
+    name: field.validation_alias.choices[0]
+    for name, field in Settings.model_fields.items()
+    if isinstance(field.validation_alias, AliasChoices)
+}
+
+
+def config_path() -> Path | None:
+    explicit = os.environ.get("LLMRELAY_CONFIG")
+    if explicit:
+        return Path(explicit)
+    default = Path(DEFAULT_CONFIG_FILE)
+    return default if default.is_file() else None
+
+
+def load_settings(**overrides) -> Settings:
+    """Build the settings or raise SettingsError naming each invalid variable (never its secret value)."""
+    path = config_path()
+    if path is not None and not path.is_file():
+        raise SettingsError(f"LLMRELAY_CONFIG: the config file {path} does not exist")
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        problems = []
+        for error in exc.errors():
+            field = str(error["loc"][0]) if error["loc"] else "?"
+            variable = _VARIABLE_NAMES.get(field, field.upper())
+            message = error["msg"].removeprefix("Value error, ")
+            problems.append(f"{variable}: {message}")
+        raise SettingsError("invalid settings:\n  " + "\n  ".join(problems)) from None
+    except (OSError, ValueError) as exc:  # unreadable or malformed YAML
+        raise SettingsError(f"LLMRELAY_CONFIG: cannot read {path}: {exc}") from None

@@ -1,0 +1,98 @@
+"""The seed's endpoint, `POST /api/v1/chat`: the body goes to the upstream chosen by its model, byte for
+byte, and the upstream's status, headers and bytes come back as they arrive."""
+
+import aiohttp
+import orjson
+
+from llmrelay.asgi import Exchange
+from llmrelay.core.errors import BadRequest, RelayError, UpstreamUnavailable
+from llmrelay.core.json_bytes import replace_top_level_string
+from llmrelay.providers.http_client import UpstreamClient
+from llmrelay.providers.upstream import Upstream
+from llmrelay.routing.passthrough import OLLAMA_PREFIX, PassthroughRoutes
+from llmrelay.surfaces.proxy_headers import client_response_headers, upstream_request_headers
+
+_SSE = b"text/event-stream"
+
+
+class PassthroughSurface:
+    def __init__(self, routes: PassthroughRoutes, client: UpstreamClient, max_body_bytes: int):
+        self.routes = routes
+        self.client = client
+        self.max_body_bytes = max_body_bytes
+
+    async def chat(self, ex: Exchange) -> None:
+        body = await ex.read_body(self.max_body_bytes)
+        model = requested_model(body)
+        ex.model = model
+        upstream, strip_prefix = self.routes.route(model)
+        ex.upstream = upstream.name
+        if strip_prefix:
+            body = replace_top_level_string(body, "model", model.removeprefix(OLLAMA_PREFIX))
+        headers = upstream_request_headers(ex.scope["headers"], upstream, ex.request_id)
+        ex.cancel_on_disconnect()
+        response = await self.client.post(upstream, body, headers)
+        try:
+            await relay(ex, upstream, response)
+        finally:
+            # Closing an unfinished response drops its connection: that is how a client's cancel, or a
+            # broken stream, reaches the upstream.
+            response.close()
+
+
+def requested_model(body: bytes) -> str:
+    """The body's model: the only thing the pass-through reads of the request."""
+    try:
+        request = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise BadRequest(f"the request body is not valid JSON ({exc}); send a JSON object") from None
+    if not isinstance(request, dict):
+        raise BadRequest("the request body must be a JSON object with a \"model\" field")
+    model = request.get("model")
+    if not isinstance(model, str) or not model:
+        raise BadRequest("the request body needs a \"model\" field naming the model, for example \"llama3\"")
+    return model
+
+
+async def relay(ex: Exchange, upstream: Upstream, response: aiohttp.ClientResponse) -> None:
+    headers = client_response_headers(response.raw_headers)
+    if response.content_length is not None:
+        # A whole answer of known size: one read, one write.
+        try:
+            data = await response.read()
+        except (aiohttp.ClientError, OSError) as exc:
+            raise _broken_off(upstream, exc) from None
+        headers.append((b"content-length", str(len(data)).encode()))
+        await ex.start(response.status, headers)
+        await ex.body(data)
+        return
+
+    await ex.start(response.status, headers)
+    last = b"\n"
+    try:
+        async for chunk in response.content.iter_any():
+            await ex.body(chunk, more=True)
+            last = chunk
+    except (aiohttp.ClientError, OSError) as exc:
+        error = _broken_off(upstream, exc)
+        ex.error_type = error.type
+        sse = (response.headers.get("content-type") or "").encode().startswith(_SSE)
+        await ex.body(stream_error_record(error, last, sse), more=True)
+    await ex.body(b"")
+
+
+def _broken_off(upstream: Upstream, exc: BaseException) -> RelayError:
+    return UpstreamUnavailable(
+        f"the {upstream.name} upstream at {upstream.display_url} broke off its answer "
+        f"({type(exc).__name__}); try again")
+
+
+def stream_error_record(error: RelayError, last_chunk: bytes, sse: bool) -> bytes:
+    """The stream's last record, in the stream's own framing, starting on a fresh line or event."""
+    payload = {"error": {"type": error.type, "message": error.message}}
+    if sse:
+        payload["type"] = "error"  # the shape Anthropic's SDKs read; OpenAI's read the "error" object
+        separator = b"" if last_chunk.endswith(b"\n\n") else (b"\n" if last_chunk.endswith(b"\n") else b"\n\n")
+        return separator + b"event: error\ndata: " + orjson.dumps(payload) + b"\n\n"
+    separator = b"" if last_chunk.endswith(b"\n") else b"\n"
+    return separator + orjson.dumps(payload) + b"\n"
