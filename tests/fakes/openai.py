@@ -56,7 +56,10 @@ class FakeOpenAI(FakeServer):
             events.append(b"data: [DONE]\n\n")
             return await self.stream(request, model, "text/event-stream; charset=utf-8", events)
         await self.slow_if_asked(model)
-        return web.json_response({
+        # Headers OpenAI sends with its answers (its request id, timing, a Cloudflare cookie).
+        headers = {"x-request-id": "req_fake123", "openai-processing-ms": "12",
+                   "set-cookie": "__cf_bm=abc; path=/; HttpOnly"}
+        return web.json_response(headers=headers, data={
             **base, "object": "chat.completion",
             "choices": [{"index": 0, "message": {"role": "assistant", "content": "".join(WORDS), "refusal": None},
                          "logprobs": None, "finish_reason": "stop"}],

@@ -1,0 +1,79 @@
+"""What crosses the node: hop-by-hop headers stop, client credentials stay, request ids go both ways,
+upstream connections are reused."""
+
+import json
+
+import httpx
+
+BODY = json.dumps({"model": "llama3", "messages": [{"role": "user", "content": "hi"}], "stream": False}).encode()
+
+
+def test_hop_by_hop_and_client_secrets_do_not_go_upstream(node, ollama):
+    headers = {
+        "content-type": "application/json",
+        "connection": "keep-alive, x-private-hop",
+        "keep-alive": "timeout=5",
+        "te": "trailers",
+        "x-private-hop": "only for the node",
+        "proxy-authorization": "Basic c2VjcmV0",
+        "authorization": "Bearer user-key-123",
+        "cookie": "session=abc",
+        "x-api-key": "user-key-456",
+        "x-custom": "kept",
+        "user-agent": "my-app/1.0",
+    }
+    assert httpx.post(node.url + "/api/v1/chat", content=BODY, headers=headers).status_code == 200
+    sent = {name.lower(): value for name, value in ollama.last().headers.items()}
+    for name in ("keep-alive", "te", "x-private-hop", "proxy-authorization", "authorization", "cookie",
+                 "x-api-key"):
+        assert name not in sent, name
+    assert sent["x-custom"] == "kept"
+    assert sent["user-agent"] == "my-app/1.0"
+    assert sent["content-type"] == "application/json"
+
+
+def test_client_authorization_is_replaced_by_the_provider_key(node, openai_upstream):
+    body = BODY.replace(b"llama3", b"gpt-4o")
+    httpx.post(node.url + "/api/v1/chat", content=body, headers={"authorization": "Bearer user-key-123"})
+    assert openai_upstream.last().headers["Authorization"] == "Bearer sk-test-openai-0123456789"
+
+
+def test_request_id_is_generated_echoed_and_sent_upstream(node, ollama):
+    response = httpx.post(node.url + "/api/v1/chat", content=BODY)
+    generated = response.headers["x-request-id"]
+    assert len(generated) >= 16
+    assert ollama.last().headers["X-Request-ID"] == generated
+
+    response = httpx.post(node.url + "/api/v1/chat", content=BODY, headers={"x-request-id": "client-id-42"})
+    assert response.headers["x-request-id"] == "client-id-42"
+    assert ollama.last().headers["X-Request-ID"] == "client-id-42"
+
+
+def test_request_id_is_on_error_and_health_responses_too(node):
+    assert httpx.post(node.url + "/api/v1/chat", content=b"nope").headers["x-request-id"]
+    assert httpx.get(node.url + "/health").headers["x-request-id"]
+    assert httpx.get(node.url + "/nowhere").headers["x-request-id"]
+
+
+def test_an_unsafe_client_request_id_is_replaced(node, ollama):
+    response = httpx.post(node.url + "/api/v1/chat", content=BODY, headers={"x-request-id": "a" * 500})
+    assert response.headers["x-request-id"] != "a" * 500
+    assert ollama.last().headers["X-Request-ID"] == response.headers["x-request-id"]
+
+
+def test_upstream_connections_are_kept_alive_and_reused(node, ollama):
+    for _ in range(5):
+        # A fresh client connection each time: reuse must come from the node's own pool.
+        assert httpx.post(node.url + "/api/v1/chat", content=BODY).status_code == 200
+    assert len({recorded.peer_port for recorded in ollama.requests}) == 1
+
+
+def test_upstream_response_headers_are_relayed_except_cookies_and_ids(node, openai_upstream):
+    body = BODY.replace(b"llama3", b"gpt-4o")
+    response = httpx.post(node.url + "/api/v1/chat", content=body, headers={"x-request-id": "mine"})
+    assert response.headers["content-type"] == "application/json; charset=utf-8"
+    assert response.headers["openai-processing-ms"] == "12"
+    assert response.headers["x-request-id"] == "mine"
+    assert response.headers["x-upstream-request-id"] == "req_fake123"
+    assert "set-cookie" not in response.headers
+    assert int(response.headers["content-length"]) == len(response.content)
