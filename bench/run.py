@@ -1,0 +1,139 @@
+"""Benchmark: what the node adds on POST /api/v1/chat, against calling the mock upstream directly.
+
+Starts bench/mock_upstream.py and a node in front of it, drives both with wrk (Debian's package; installed
+when missing) at each concurrency, and prints a markdown table that is also saved under bench/results/.
+
+    python bench/run.py [--duration 5] [--concurrency 1 32] [--quick]
+"""
+
+import argparse
+import os
+import platform
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from datetime import date
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "bench" / "results"
+BODY = '{"model":"llama3","messages":[{"role":"user","content":"why is the sky blue?"}],"stream":false}'
+WRK_SCRIPT = f"""wrk.method = "POST"
+wrk.body = [[{BODY}]]
+wrk.headers["Content-Type"] = "application/json"
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def ensure_wrk() -> str:
+    if not shutil.which("wrk"):
+        subprocess.run(["apt-get", "install", "-y", "-q", "wrk"], check=True, stdout=subprocess.DEVNULL)
+    return shutil.which("wrk")
+
+
+def wait_until_up(url: str, timeout: float = 20) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            urllib.request.urlopen(url, timeout=1)
+            return
+        except OSError as exc:
+            if getattr(exc, "code", None):  # an HTTP error status still means it is up
+                return
+            time.sleep(0.05)
+    raise RuntimeError(f"{url} did not come up")
+
+
+def to_microseconds(value: str) -> float:
+    number, unit = re.fullmatch(r"([\d.]+)(us|ms|s)", value).groups()
+    return float(number) * {"us": 1, "ms": 1000, "s": 1_000_000}[unit]
+
+
+def run_wrk(wrk: str, url: str, connections: int, duration: float, script: str) -> dict:
+    output = subprocess.run(
+        [wrk, "-t1", f"-c{connections}", f"-d{duration}s", "--latency", "-s", script, url],
+        capture_output=True, text=True, check=True).stdout
+    percentiles = dict(re.findall(r"^\s+(50|99)%\s+(\S+)$", output, re.MULTILINE))
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
+    socket_errors = re.search(r"Socket errors: (.*)", output)
+    return {"rps": float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1)),
+            "p50": to_microseconds(percentiles["50"]), "p99": to_microseconds(percentiles["99"]),
+            "errors": int(errors.group(1)) if errors else 0, "socket_errors": socket_errors.group(1) if socket_errors else ""}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--duration", type=float, default=5)
+    parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 32])
+    parser.add_argument("--quick", action="store_true", help="one short round, to show the bench works")
+    options = parser.parse_args()
+    duration = 1 if options.quick else options.duration
+
+    wrk = ensure_wrk()
+    mock_port, node_port = free_port(), free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("LLMRELAY_", "OPENAI_", "ANTHROPIC_"))}
+    env["LLM_CHAT_URL"] = f"http://127.0.0.1:{mock_port}"
+    with tempfile.TemporaryDirectory() as work:
+        script = Path(work) / "post.lua"
+        script.write_text(WRK_SCRIPT)
+        mock = subprocess.Popen([sys.executable, str(ROOT / "bench" / "mock_upstream.py"), "--port", str(mock_port)])
+        node = subprocess.Popen([sys.executable, "-m", "llmrelay", "serve", "--port", str(node_port)], env=env,
+                                cwd=work, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            wait_until_up(f"http://127.0.0.1:{mock_port}/")
+            wait_until_up(f"http://127.0.0.1:{node_port}/health")
+            rows = []
+            for connections in options.concurrency:
+                direct = run_wrk(wrk, f"http://127.0.0.1:{mock_port}/api/chat", connections, duration, str(script))
+                relayed = run_wrk(wrk, f"http://127.0.0.1:{node_port}/api/v1/chat", connections, duration,
+                                  str(script))
+                rows.append((connections, direct, relayed))
+        finally:
+            for process in (node, mock):
+                process.send_signal(signal.SIGTERM)
+                process.wait(10)
+
+    table = render(rows, duration)
+    print(table)
+    if not options.quick:
+        RESULTS.mkdir(exist_ok=True)
+        path = RESULTS / f"{date.today().isoformat()}-passthrough.md"
+        path.write_text(table)
+        print(f"saved to {path.relative_to(ROOT)}")
+    if any(relayed["errors"] or relayed["socket_errors"] for _, _, relayed in rows):
+        sys.exit("the node answered some requests with errors; see the table")
+
+
+def render(rows, duration: float) -> str:
+    lines = [
+        f"# POST /api/v1/chat pass-through, {date.today().isoformat()}",
+        "",
+        f"Machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
+        f"one node worker; wrk -t1, {duration:g} s per cell; mock upstream answers at once.",
+        "",
+        "| concurrency | direct req/s | node req/s | direct p50 | node p50 | added p50 | direct p99 | node p99 "
+        "| added p99 | node errors |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for connections, direct, relayed in rows:
+        lines.append(
+            f"| {connections} | {direct['rps']:,.0f} | {relayed['rps']:,.0f} | {direct['p50']:.0f} µs "
+            f"| {relayed['p50']:.0f} µs | {relayed['p50'] - direct['p50']:.0f} µs | {direct['p99']:.0f} µs "
+            f"| {relayed['p99']:.0f} µs | {relayed['p99'] - direct['p99']:.0f} µs "
+            f"| {relayed['errors']} {relayed['socket_errors']} |")
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    main()
