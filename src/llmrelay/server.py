@@ -26,6 +26,7 @@ def run(settings: Settings) -> None:
         lifespan="on",
         access_log=False,
         server_header=False,
+        proxy_headers=False,  # X-Forwarded-* from clients is not trusted: the node may face them directly
         log_config=None,  # keep the handlers configure_logging installed
     )
 
