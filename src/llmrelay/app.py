@@ -8,6 +8,7 @@ from llmrelay.asgi import ClientGone, Exchange, Receive, Scope, Send
 from llmrelay.core.errors import MethodNotAllowed, NotFound, RelayError
 from llmrelay.observability.access_log import AccessLog
 from llmrelay.providers.http_client import UpstreamClient
+from llmrelay.routing.models import ModelCatalog
 from llmrelay.routing.passthrough import PassthroughRoutes
 from llmrelay.settings import Settings, load_settings
 from llmrelay.surfaces.passthrough import PassthroughSurface
@@ -20,7 +21,8 @@ CLIENT_CLOSED = 499  # nginx's convention for "the client went away before the a
 class RelayApp:
     def __init__(self, settings: Settings):
         self.settings = settings
-        self.routes = PassthroughRoutes(settings)
+        self.catalog = ModelCatalog(settings)
+        self.routes = PassthroughRoutes(self.catalog)
         self.client = UpstreamClient(settings.connect_timeout, settings.first_byte_timeout)
         self.passthrough = PassthroughSurface(self.routes, self.client, settings.max_body_bytes)
         self.access_log: AccessLog | None = None
@@ -77,7 +79,7 @@ class RelayApp:
         await ex.respond_json(200, {"status": "ok", "version": __version__})
 
     async def ready(self, ex: Exchange) -> None:
-        upstreams = self.routes.upstreams
+        upstreams = self.catalog.upstreams
         reports = await asyncio.gather(*(self.client.probe(u, self.settings.ready_timeout) for u in upstreams))
         ready = any(report["ready"] for report in reports)
         payload = {"status": "ready" if ready else "not_ready", "upstreams": reports}
@@ -102,7 +104,7 @@ class RelayApp:
 
     async def startup(self) -> None:
         self.access_log = AccessLog(self.settings.log_format)
-        await self.client.open(self.routes.upstreams)
+        await self.client.open(self.catalog.upstreams)
 
     async def shutdown(self) -> None:
         await self.client.close()

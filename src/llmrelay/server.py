@@ -5,7 +5,7 @@ import logging
 import uvicorn
 
 from llmrelay.observability.log_format import configure_logging
-from llmrelay.routing.passthrough import PassthroughRoutes
+from llmrelay.routing.models import ModelCatalog
 from llmrelay.settings import Settings
 
 log = logging.getLogger("llmrelay")
@@ -33,7 +33,7 @@ def run(settings: Settings) -> None:
 
 def banner(settings: Settings) -> list[str]:
     lines = [f"llmrelay on http://{settings.host}:{settings.port} ({settings.workers} worker(s))"]
-    upstreams = PassthroughRoutes(settings).upstreams
+    upstreams = ModelCatalog(settings).upstreams
     for upstream in upstreams:
         lines.append(f"upstream {upstream.name}: {upstream.display_url}")
     if not upstreams:

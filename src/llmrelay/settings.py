@@ -6,10 +6,10 @@ config file (`--config` / `LLMRELAY_CONFIG`, else `./llmrelay.yaml` when present
 
 import os
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -23,6 +23,42 @@ DEFAULT_CONFIG_FILE = "llmrelay.yaml"
 def _env(*names: str) -> AliasChoices:
     """Accept the environment names and, in YAML, the field name itself."""
     return AliasChoices(*names)
+
+
+PROVIDERS = ("ollama", "openai", "anthropic", "cloudflare")
+
+
+class DeploymentConfig(BaseModel):
+    """One place a model is served, in `llmrelay.yaml`."""
+    model_config = ConfigDict(extra="forbid")
+
+    provider: Literal["ollama", "openai", "anthropic", "cloudflare"]
+    base_url: str | None = None  # default: the provider's URL from the environment, else its public API
+    model: str | None = None  # the upstream's name for it; default: the public name
+    api_key_env: str | None = None  # the environment variable holding the key (keys never live in the file)
+    headers: dict[str, str] = {}
+    connect_timeout: float | None = Field(None, gt=0)
+    first_byte_timeout: float | None = Field(None, gt=0)
+    options: dict[str, Any] = {}  # provider options, e.g. Ollama's {"num_ctx": 8192}
+
+    @field_validator("base_url", mode="before")
+    @classmethod
+    def _base_url(cls, value: str | None) -> str | None:
+        return None if value is None else _http_url(str(value)).rstrip("/")
+
+    @field_validator("api_key_env")
+    @classmethod
+    def _key_is_set(cls, name: str | None) -> str | None:
+        if name is not None and not os.environ.get(name):
+            raise ValueError(f"the environment variable {name} named by api_key_env is not set")
+        return name
+
+
+class ModelConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1)
+    deployments: list[DeploymentConfig] = Field(min_length=1)
 
 
 class Settings(BaseSettings):
@@ -48,6 +84,12 @@ class Settings(BaseSettings):
     anthropic_version: str = Field(
         "2023-06-01", validation_alias=_env("LLMRELAY_ANTHROPIC_VERSION", "anthropic_version")
     )
+
+    llm_cf_url: str | None = Field(None, validation_alias=_env("LLM_CF_URL", "llm_cf_url"))
+    llm_cf_token: SecretStr | None = Field(None, validation_alias=_env("LLM_CF_TOKEN", "llm_cf_token"))
+    # The Masa node's PROMPT: a system message for translated requests that bring none.
+    prompt: str | None = Field(None, validation_alias=_env("PROMPT", "prompt"))
+    models: list[ModelConfig] = Field([], validation_alias=_env("LLMRELAY_MODELS", "models"))
 
     host: str = Field("127.0.0.1", validation_alias=_env("LLMRELAY_HOST", "host"))
     port: int = Field(8080, ge=1, le=65535, validation_alias=_env("LLMRELAY_PORT", "port"))
@@ -77,6 +119,11 @@ class Settings(BaseSettings):
         if urlsplit(url).path in ("", "/"):
             url = url.rstrip("/") + "/api/chat"
         return url
+
+    @field_validator("llm_cf_url", mode="before")
+    @classmethod
+    def _optional_url(cls, value: str | None) -> str | None:
+        return _http_url(str(value)).rstrip("/") if value else None
 
     @field_validator("openai_base_url", "anthropic_base_url", mode="before")
     @classmethod
@@ -138,6 +185,8 @@ def load_settings(**overrides) -> Settings:
         for error in exc.errors():
             field = str(error["loc"][0]) if error["loc"] else "?"
             variable = _VARIABLE_NAMES.get(field, field.upper())
+            if field == "models":  # in the config file: say where, e.g. models.0.deployments.1.base_url
+                variable = "llmrelay.yaml " + ".".join(str(part) for part in error["loc"])
             message = error["msg"].removeprefix("Value error, ")
             problems.append(f"{variable}: {message}")
         raise SettingsError("invalid settings:\n  " + "\n  ".join(problems)) from None

@@ -63,3 +63,24 @@ class NoUpstream(RelayError):
 class UpstreamTimeout(RelayError):
     status = 504
     type = "upstream_timeout"
+
+
+def from_upstream_status(upstream: str, status: int, detail: str, retry_after: str | None = None) -> RelayError:
+    """The node's error for an upstream's HTTP error, when the answer must be translated to another API.
+
+    The client's own mistakes (400, 404, 413, 429) keep their status; the upstream refusing the node's
+    credentials or failing is the node's problem (502), not the client's.
+    """
+    message = f"the {upstream} upstream answered {status}: {detail}"
+    if status == 400 or status == 422:
+        return BadRequest(message)
+    if status == 404:
+        return NotFound(message)
+    if status == 413:
+        return PayloadTooLarge(message)
+    if status == 429:
+        return RateLimited(message, headers={"Retry-After": retry_after} if retry_after else None)
+    if status in (401, 403):
+        return UpstreamUnavailable(f"the {upstream} upstream refused the node's credentials ({status}: {detail}); "
+                                   "the node's operator must fix its API key")
+    return UpstreamUnavailable(message)

@@ -10,7 +10,7 @@ import time
 import aiohttp
 
 from llmrelay.core.errors import UpstreamTimeout, UpstreamUnavailable
-from llmrelay.providers.upstream import Upstream
+from llmrelay.providers.upstream import Upstream, origin
 
 
 class UpstreamClient:
@@ -21,27 +21,44 @@ class UpstreamClient:
 
     async def open(self, upstreams: list[Upstream]) -> None:
         for upstream in upstreams:
-            self._sessions[upstream.name] = aiohttp.ClientSession(
+            self._session(upstream)
+
+    def _session(self, upstream: Upstream) -> aiohttp.ClientSession:
+        """The pooled session for the upstream's host; opened at start for every configured upstream."""
+        key = origin(upstream.chat_url)
+        session = self._sessions.get(key)
+        if session is None:
+            session = self._sessions[key] = aiohttp.ClientSession(
                 connector=aiohttp.TCPConnector(limit=0, ttl_dns_cache=60, enable_cleanup_closed=True),
-                # The first-byte limit is applied around the call; body reads are bounded per stream.
+                # The first-byte limit is applied around each call; body reads are bounded per stream.
                 timeout=aiohttp.ClientTimeout(total=None, connect=self.connect_timeout),
                 cookie_jar=aiohttp.DummyCookieJar(),  # never carry one client's cookies to the next
                 auto_decompress=False,  # bytes pass through as the upstream sent them
                 skip_auto_headers=("Accept-Encoding",),
             )
+        return session
 
     async def close(self) -> None:
         sessions, self._sessions = self._sessions, {}
         for session in sessions.values():
             await session.close()
 
-    async def post(self, upstream: Upstream, body: bytes, headers: dict[str, str]) -> aiohttp.ClientResponse:
-        """Send the request and return once the upstream's status and headers have arrived."""
-        session = self._sessions[upstream.name]
+    async def post(self, upstream: Upstream, body: bytes, headers: dict[str, str],
+                   url: str | None = None) -> aiohttp.ClientResponse:
+        """Send the request (to the chat URL unless told otherwise) and return once the upstream's status and
+        headers have arrived."""
+        return await self.request("POST", upstream, url or upstream.chat_url, body, headers)
+
+    async def request(self, method: str, upstream: Upstream, url: str, body: bytes | None,
+                      headers: dict[str, str]) -> aiohttp.ClientResponse:
+        session = self._session(upstream)
+        connect_timeout = upstream.connect_timeout or self.connect_timeout
+        first_byte_timeout = upstream.first_byte_timeout or self.first_byte_timeout
+        timeout = aiohttp.ClientTimeout(total=None, connect=connect_timeout)
         for attempt in (1, 2):
             try:
-                async with asyncio.timeout(self.first_byte_timeout):
-                    return await session.post(upstream.chat_url, data=body, headers=headers)
+                async with asyncio.timeout(first_byte_timeout):
+                    return await session.request(method, url, data=body, headers=headers, timeout=timeout)
             except aiohttp.ServerDisconnectedError:
                 # A pooled keep-alive connection the upstream had already closed; one fresh try is safe
                 # because the upstream never answered on it.
@@ -52,12 +69,12 @@ class UpstreamClient:
             except aiohttp.ConnectionTimeoutError:
                 raise UpstreamTimeout(
                     f"the {upstream.name} upstream at {upstream.display_url} did not accept a connection within "
-                    f"{self.connect_timeout:g} s; check that it is running, or raise LLMRELAY_CONNECT_TIMEOUT"
+                    f"{connect_timeout:g} s; check that it is running, or raise LLMRELAY_CONNECT_TIMEOUT"
                 ) from None
             except TimeoutError:
                 raise UpstreamTimeout(
                     f"the {upstream.name} upstream at {upstream.display_url} did not start answering within "
-                    f"{self.first_byte_timeout:g} s; raise LLMRELAY_FIRST_BYTE_TIMEOUT for slow models"
+                    f"{first_byte_timeout:g} s; raise LLMRELAY_FIRST_BYTE_TIMEOUT for slow models"
                 ) from None
             except aiohttp.ClientConnectorDNSError:
                 raise UpstreamUnavailable(
@@ -76,8 +93,8 @@ class UpstreamClient:
 
     async def probe(self, upstream: Upstream, timeout: float) -> dict:
         """Whether the upstream answers HTTP at all, and with what, for /ready."""
-        session = self._sessions[upstream.name]
-        headers = dict(upstream.auth_headers + upstream.default_headers)
+        session = self._session(upstream)
+        headers = upstream.headers()
         report = {"name": upstream.name, "url": upstream.display_url}
         started = time.perf_counter()
         try:

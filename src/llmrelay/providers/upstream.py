@@ -6,19 +6,30 @@ from urllib.parse import urlsplit, urlunsplit
 
 @dataclass(frozen=True, slots=True)
 class Upstream:
-    name: str  # stable label for logs and /ready: "ollama", "openai", "anthropic"
+    name: str  # stable label for logs and /ready: "ollama", "openai", "anthropic", ...
+    base_url: str  # the API root other endpoints hang off (Ollama: no /api; OpenAI: with /v1)
     chat_url: str
     probe_url: str
     setting: str  # the variable that configures it, for error messages
     # Always set, replacing anything a client sent (credentials).
     auth_headers: tuple[tuple[str, str], ...] = ()
-    # Set only when the client did not send them (API versions).
+    # Set only when the client did not send them (API versions, extra headers from the config file).
     default_headers: tuple[tuple[str, str], ...] = ()
+    connect_timeout: float | None = None  # None: the node's setting
+    first_byte_timeout: float | None = None
 
     @property
     def display_url(self) -> str:
         """The chat URL without any user:password part, safe for logs and errors."""
         return without_userinfo(self.chat_url)
+
+    def headers(self) -> dict[str, str]:
+        """Headers for a request the node makes itself (not relaying a client's)."""
+        headers = dict(self.default_headers)
+        headers.update(self.auth_headers)
+        headers["content-type"] = "application/json"
+        headers["accept-encoding"] = "identity"
+        return headers
 
 
 def without_userinfo(url: str) -> str:

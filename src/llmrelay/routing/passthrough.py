@@ -4,31 +4,16 @@ The rules follow the model name's vendor prefix, and fall back to LLM_CHAT_URL, 
 looks like a vendor's (Ollama's `gpt-oss`) still reaches Ollama when that vendor has no key.
 """
 
-from llmrelay.core.errors import NoUpstream
-from llmrelay.providers.anthropic import anthropic_upstream
-from llmrelay.providers.ollama import ollama_upstream
-from llmrelay.providers.openai import openai_upstream
 from llmrelay.providers.upstream import Upstream
-from llmrelay.settings import Settings
-
-OPENAI_PREFIXES = ("gpt-", "o1", "o3", "o4", "chatgpt-")
-ANTHROPIC_PREFIXES = ("claude-",)
-OLLAMA_PREFIX = "ollama/"
+from llmrelay.routing.models import ModelCatalog
+from llmrelay.routing.names import ANTHROPIC_PREFIXES, OLLAMA_PREFIX, OPENAI_PREFIXES, no_upstream
 
 
 class PassthroughRoutes:
-    def __init__(self, settings: Settings):
-        self.ollama = ollama_upstream(settings.llm_chat_url) if settings.llm_chat_url else None
-        self.openai = (openai_upstream(settings.openai_api_key.get_secret_value(), settings.openai_base_url)
-                       if settings.openai_api_key else None)
-        self.anthropic = (
-            anthropic_upstream(settings.anthropic_api_key.get_secret_value(), settings.anthropic_base_url,
-                               settings.anthropic_version)
-            if settings.anthropic_api_key else None)
-
-    @property
-    def upstreams(self) -> list[Upstream]:
-        return [u for u in (self.ollama, self.openai, self.anthropic) if u is not None]
+    def __init__(self, catalog: ModelCatalog):
+        self.ollama = catalog.ollama
+        self.openai = catalog.openai
+        self.anthropic = catalog.anthropic
 
     def route(self, model: str) -> tuple[Upstream, bool]:
         """The upstream for `model`, and whether the `ollama/` prefix must be removed from the body."""
@@ -41,11 +26,6 @@ class PassthroughRoutes:
         return self._ollama(model), False
 
     def _ollama(self, model: str) -> Upstream:
-        if self.ollama is not None:
-            return self.ollama
-        hint = "set LLM_CHAT_URL to your Ollama server, for example http://localhost:11434"
-        if model.startswith(OPENAI_PREFIXES):
-            hint = "set OPENAI_API_KEY for OpenAI models, or " + hint
-        elif model.startswith(ANTHROPIC_PREFIXES):
-            hint = "set ANTHROPIC_API_KEY for Claude models, or " + hint
-        raise NoUpstream(f"no upstream is configured for model '{model}': {hint}")
+        if self.ollama is None:
+            raise no_upstream(model)
+        return self.ollama

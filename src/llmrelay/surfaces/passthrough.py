@@ -9,7 +9,8 @@ from llmrelay.core.errors import BadRequest, RelayError, UpstreamUnavailable
 from llmrelay.core.json_bytes import replace_top_level_string
 from llmrelay.providers.http_client import UpstreamClient
 from llmrelay.providers.upstream import Upstream
-from llmrelay.routing.passthrough import OLLAMA_PREFIX, PassthroughRoutes
+from llmrelay.routing.names import OLLAMA_PREFIX
+from llmrelay.routing.passthrough import PassthroughRoutes
 from llmrelay.surfaces.proxy_headers import client_response_headers, upstream_request_headers
 
 _SSE = b"text/event-stream"

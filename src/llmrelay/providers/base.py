@@ -1,0 +1,49 @@
+"""What every chat provider does the same way: encode, send, then decode a whole answer or a stream."""
+
+from collections.abc import AsyncIterator, Callable
+
+from llmrelay.core.chat import Chat, ChatEvent
+from llmrelay.core.errors import BadRequest
+from llmrelay.providers.http_client import UpstreamClient
+from llmrelay.providers.upstream import Upstream
+from llmrelay.providers.wire import closing, iterate, post_json, read_json
+
+
+def refuse_untranslatable(chat: Chat, unsupported: list[str], provider: str) -> None:
+    """A field the upstream cannot take is an error that names it, unless the client allowed dropping."""
+    fields = chat.untranslated + unsupported
+    if fields and not chat.drop_untranslated:
+        names = ", ".join(sorted(set(fields)))
+        raise BadRequest(f"the {provider} upstream serving model '{chat.model}' cannot take: {names}; remove "
+                         "them, or send the header X-LLMRelay-Drop-Params: true to have the node drop them")
+
+
+class ChatProvider:
+    kind = ""
+    encode: Callable[[Chat, str, dict], tuple[dict, list[str]]]
+    decode_response: Callable[[dict], list[ChatEvent]]
+    decode_stream: Callable[[Upstream, AsyncIterator], AsyncIterator[ChatEvent]]
+    stream_records: Callable  # ndjson_records or sse_events
+
+    def __init__(self, client: UpstreamClient):
+        self.client = client
+
+    def chat_url(self, upstream: Upstream, model: str) -> str:
+        return upstream.chat_url
+
+    async def chat(self, chat: Chat, upstream: Upstream, model: str, options: dict) -> AsyncIterator[ChatEvent]:
+        """Send the chat; return its events once the upstream has accepted it (errors are raised before)."""
+        request, unsupported = type(self).encode(chat, model, options)
+        refuse_untranslatable(chat, unsupported, self.kind)
+        response = await post_json(self.client, upstream, self.chat_url(upstream, model), request)
+        if not chat.stream:
+            try:
+                data = await read_json(upstream, response)
+            finally:
+                response.close()
+            return iterate(type(self).decode_response(data))
+        records = type(self).stream_records(upstream, response)
+        return closing(response, type(self).decode_stream(upstream, records))
+
+    async def embed(self, upstream: Upstream, model: str, inputs: list[str], options: dict) -> tuple[list, int]:
+        raise BadRequest(f"the {self.kind} provider has no embeddings API; use an Ollama or OpenAI model")

@@ -1,0 +1,102 @@
+"""Which deployments serve a public model name on the translated surfaces.
+
+Models declared in `llmrelay.yaml` come first. Other names follow the environment, like the seed's
+endpoint: `ollama/NAME`, vendor prefixes when the vendor has a key, else LLM_CHAT_URL's Ollama.
+"""
+
+import os
+from dataclasses import dataclass, field
+
+from llmrelay.core.errors import NoUpstream
+from llmrelay.providers.anthropic import anthropic_upstream
+from llmrelay.providers.cloudflare import cloudflare_upstream
+from llmrelay.providers.ollama import ollama_upstream
+from llmrelay.providers.openai import openai_upstream
+from llmrelay.providers.upstream import Upstream
+from llmrelay.routing.names import ANTHROPIC_PREFIXES, OLLAMA_PREFIX, OPENAI_PREFIXES, no_upstream
+from llmrelay.settings import DeploymentConfig, Settings
+
+
+@dataclass(frozen=True, slots=True)
+class Deployment:
+    provider: str  # "ollama", "openai", "anthropic" or "cloudflare"
+    model: str  # the upstream's name for the model
+    upstream: Upstream
+    options: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    name: str  # the public name the client asked for
+    deployments: tuple[Deployment, ...]
+    configured: bool  # declared in the config file (listed by /v1/models)
+
+
+class ModelCatalog:
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self.ollama = ollama_upstream(settings.llm_chat_url) if settings.llm_chat_url else None
+        self.openai = (openai_upstream(settings.openai_api_key.get_secret_value(), settings.openai_base_url)
+                       if settings.openai_api_key else None)
+        self.anthropic = (anthropic_upstream(settings.anthropic_api_key.get_secret_value(),
+                                             settings.anthropic_base_url, settings.anthropic_version)
+                          if settings.anthropic_api_key else None)
+        self.cloudflare = (cloudflare_upstream(settings.llm_cf_token.get_secret_value() if settings.llm_cf_token
+                                               else None, settings.llm_cf_url) if settings.llm_cf_url else None)
+        self.configured = {model.name: Route(model.name, tuple(self._deployment(model.name, d) for d in model.deployments),
+                                             True) for model in settings.models}
+
+    @property
+    def upstreams(self) -> list[Upstream]:
+        """Every distinct upstream, for opening sessions and probing readiness."""
+        seen: dict[tuple, Upstream] = {}
+        candidates = [self.ollama, self.openai, self.anthropic, self.cloudflare]
+        candidates += [d.upstream for route in self.configured.values() for d in route.deployments]
+        for upstream in candidates:
+            if upstream is not None:
+                seen.setdefault((upstream.name, upstream.chat_url), upstream)
+        return list(seen.values())
+
+    def route(self, model: str) -> Route:
+        route = self.configured.get(model)
+        if route is not None:
+            return route
+        if model.startswith(OLLAMA_PREFIX):
+            return Route(model, (Deployment("ollama", model.removeprefix(OLLAMA_PREFIX), self._ollama(model)),), False)
+        if self.openai is not None and model.startswith(OPENAI_PREFIXES):
+            return Route(model, (Deployment("openai", model, self.openai),), False)
+        if self.anthropic is not None and model.startswith(ANTHROPIC_PREFIXES):
+            return Route(model, (Deployment("anthropic", model, self.anthropic),), False)
+        return Route(model, (Deployment("ollama", model, self._ollama(model)),), False)
+
+    def _ollama(self, model: str) -> Upstream:
+        if self.ollama is None:
+            raise no_upstream(model)
+        return self.ollama
+
+    def _deployment(self, name: str, config: DeploymentConfig) -> Deployment:
+        settings = self.settings
+        key = os.environ[config.api_key_env] if config.api_key_env else None
+        setting = config.api_key_env or f"llmrelay.yaml model {name}"
+        common = dict(setting=setting, headers=config.headers, connect_timeout=config.connect_timeout,
+                      first_byte_timeout=config.first_byte_timeout)
+        if config.provider == "ollama":
+            base = config.base_url or (self.ollama.base_url if self.ollama else "http://localhost:11434")
+            upstream = ollama_upstream(base + "/api/chat", **common)
+        elif config.provider == "openai":
+            if key is None and settings.openai_api_key and not config.base_url:
+                key = settings.openai_api_key.get_secret_value()
+            upstream = openai_upstream(key, config.base_url or settings.openai_base_url, **common)
+        elif config.provider == "anthropic":
+            if key is None and settings.anthropic_api_key and not config.base_url:
+                key = settings.anthropic_api_key.get_secret_value()
+            upstream = anthropic_upstream(key, config.base_url or settings.anthropic_base_url,
+                                          settings.anthropic_version, **common)
+        else:
+            if key is None and settings.llm_cf_token:
+                key = settings.llm_cf_token.get_secret_value()
+            base = config.base_url or settings.llm_cf_url
+            if base is None:
+                raise NoUpstream(f"model {name}: a cloudflare deployment needs base_url or LLM_CF_URL")
+            upstream = cloudflare_upstream(key, base, **common)
+        return Deployment(config.provider, config.model or name, upstream, dict(config.options))
