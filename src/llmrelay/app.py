@@ -8,7 +8,12 @@ from llmrelay.asgi import ClientGone, Exchange, Receive, Scope, Send
 from llmrelay.core.errors import MethodNotAllowed, NotFound, RelayError
 from llmrelay.observability.access_log import AccessLog
 from llmrelay.providers.http_client import UpstreamClient
+from llmrelay.routing.gateway import Gateway
 from llmrelay.routing.models import ModelCatalog
+from llmrelay.surfaces.anthropic import AnthropicSurface
+from llmrelay.surfaces.ollama import OllamaGenerateSurface, OllamaSurface
+from llmrelay.surfaces.openai import OpenAISurface
+from llmrelay.surfaces.openapi import openapi_document
 from llmrelay.routing.passthrough import PassthroughRoutes
 from llmrelay.settings import Settings, load_settings
 from llmrelay.surfaces.passthrough import PassthroughSurface
@@ -25,13 +30,37 @@ class RelayApp:
         self.routes = PassthroughRoutes(self.catalog)
         self.client = UpstreamClient(settings.connect_timeout, settings.first_byte_timeout)
         self.passthrough = PassthroughSurface(self.routes, self.client, settings.max_body_bytes)
+        self.gateway = Gateway(self.catalog, self.client, settings.prompt)
+        openai = OpenAISurface(self.gateway, settings.max_body_bytes)
+        anthropic = AnthropicSurface(self.gateway, settings.max_body_bytes)
+        ollama = OllamaSurface(self.gateway, settings.max_body_bytes)
+        generate = OllamaGenerateSurface(self.gateway, settings.max_body_bytes)
         self.access_log: AccessLog | None = None
-        chat = self.passthrough.chat
+        seed_chat = self.passthrough.chat
         self.handlers = {
-            "/api/v1/chat": {"POST": chat},
-            "/v1/api/chat": {"POST": chat},  # the path the seed's text names
+            # The seed's pass-through endpoint, and the path the seed's text names.
+            "/api/v1/chat": {"POST": seed_chat},
+            "/v1/api/chat": {"POST": seed_chat},
+            "/api/v1/chat/cf": {"POST": self.passthrough.cloudflare},
+            "/api/v1/llm/models": {"GET": openai.models},
+            # OpenAI
+            "/v1/chat/completions": {"POST": openai.handle},
+            "/v1/models": {"GET": openai.models},
+            "/v1/embeddings": {"POST": openai.embeddings},
+            # Anthropic
+            "/v1/messages": {"POST": anthropic.handle},
+            "/v1/messages/count_tokens": {"POST": anthropic.count_tokens},
+            # Ollama
+            "/api/chat": {"POST": ollama.handle},
+            "/api/generate": {"POST": generate.handle},
+            "/api/tags": {"GET": ollama.tags},
+            "/api/show": {"POST": ollama.show},
+            "/api/version": {"GET": ollama.version},
+            "/api/embed": {"POST": ollama.embed},
+            # The node
             "/health": {"GET": self.health},
             "/ready": {"GET": self.ready},
+            "/openapi.json": {"GET": self.openapi},
         }
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -68,7 +97,7 @@ class RelayApp:
     async def dispatch(self, ex: Exchange) -> None:
         methods = self.handlers.get(ex.path)
         if methods is None:
-            raise NotFound(f"no endpoint at {ex.path}; the chat endpoint is POST /api/v1/chat")
+            raise NotFound(f"no endpoint at {ex.path}; GET /openapi.json lists the node's endpoints")
         handler = methods.get(ex.method)
         if handler is None:
             allowed = ", ".join(methods)
@@ -86,6 +115,9 @@ class RelayApp:
         if not upstreams:
             payload["message"] = "no upstream is configured: set LLM_CHAT_URL, OPENAI_API_KEY or ANTHROPIC_API_KEY"
         await ex.respond_json(200 if ready else 503, payload)
+
+    async def openapi(self, ex: Exchange) -> None:
+        await ex.respond_json(200, openapi_document(__version__))
 
     async def lifespan(self, receive: Receive, send: Send) -> None:
         while True:

@@ -25,7 +25,7 @@ class Exchange:
     """One request as the access log and the handlers see it."""
 
     __slots__ = ("scope", "receive", "send", "method", "path", "request_id", "started",
-                 "model", "upstream", "status", "bytes_out", "error_type", "client_gone", "_watcher")
+                 "model", "upstream", "status", "bytes_out", "error_type", "client_gone", "error_body", "_watcher")
 
     def __init__(self, scope: Scope, receive: Receive, send: Send):
         self.scope = scope
@@ -41,6 +41,7 @@ class Exchange:
         self.bytes_out = 0
         self.error_type: str | None = None
         self.client_gone = False
+        self.error_body = error_body  # a surface sets its own API's error shape
         self._watcher: asyncio.Task | None = None
 
     def header(self, name: bytes) -> bytes | None:
@@ -124,7 +125,7 @@ class Exchange:
     async def respond_error(self, error: RelayError) -> None:
         self.error_type = error.type
         extra = [(k.lower().encode(), v.encode()) for k, v in error.headers.items()]
-        await self.respond(error.status, error_body(error), headers=extra)
+        await self.respond(error.status, self.error_body(error), headers=extra)
 
 
 class ClientGone(Exception):

@@ -54,6 +54,12 @@ class Tool:
     parameters: dict[str, Any]
 
 
+# Ollama options about how it runs a model, not what the model says: other providers can ignore them.
+OLLAMA_RUNTIME_OPTIONS = frozenset({
+    "num_ctx", "num_batch", "num_gpu", "main_gpu", "low_vram", "num_thread", "use_mmap", "use_mlock", "numa",
+    "num_keep", "vocab_only", "f16_kv", "logits_all", "embedding_only"})
+
+
 @dataclass(slots=True)
 class Chat:
     model: str
@@ -73,6 +79,10 @@ class Chat:
     # (or to drop them when the client allows it).
     untranslated: list[str] = field(default_factory=list)
     drop_untranslated: bool = False
+
+    def ollama_only_options(self) -> list[str]:
+        """Ollama options that change the answer and that only Ollama understands (for error messages)."""
+        return [f"options.{name}" for name in self.ollama_options if name not in OLLAMA_RUNTIME_OPTIONS]
 
     @property
     def system(self) -> str | None:

@@ -93,8 +93,7 @@ def encode_chat(chat: Chat, model: str, options: dict) -> tuple[dict, list[str]]
                                   else {"type": {"auto": "auto", "required": "any", "none": "none"}[choice]})
     if chat.stream:
         request["stream"] = True
-    if chat.ollama_options:
-        unsupported.extend(f"options.{name}" for name in chat.ollama_options)
+    unsupported.extend(chat.ollama_only_options())
     return request, unsupported
 
 

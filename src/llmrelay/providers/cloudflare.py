@@ -57,8 +57,7 @@ def encode_chat(chat: Chat, model: str, options: dict) -> tuple[dict, list[str]]
         unsupported.append("tool_choice")
     if chat.stream:
         request["stream"] = True
-    if chat.ollama_options:
-        unsupported.extend(f"options.{name}" for name in chat.ollama_options)
+    unsupported.extend(chat.ollama_only_options())
     return request, unsupported
 
 

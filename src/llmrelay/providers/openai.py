@@ -78,8 +78,7 @@ def encode_chat(chat: Chat, model: str, options: dict) -> tuple[dict, list[str]]
     if chat.stream:
         request["stream"] = True
         request["stream_options"] = {"include_usage": True}  # always: usage is recorded for every request
-    if chat.ollama_options:
-        unsupported.extend(f"options.{name}" for name in chat.ollama_options)
+    unsupported.extend(chat.ollama_only_options())
     return request, unsupported
 
 

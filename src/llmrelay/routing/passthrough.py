@@ -14,6 +14,7 @@ class PassthroughRoutes:
         self.ollama = catalog.ollama
         self.openai = catalog.openai
         self.anthropic = catalog.anthropic
+        self.cloudflare = catalog.cloudflare
 
     def route(self, model: str) -> tuple[Upstream, bool]:
         """The upstream for `model`, and whether the `ollama/` prefix must be removed from the body."""

@@ -5,8 +5,9 @@ import aiohttp
 import orjson
 
 from llmrelay.asgi import Exchange
-from llmrelay.core.errors import BadRequest, RelayError, UpstreamUnavailable
+from llmrelay.core.errors import BadRequest, NoUpstream, RelayError, UpstreamUnavailable
 from llmrelay.core.json_bytes import replace_top_level_string
+from llmrelay.providers.cloudflare import model_url
 from llmrelay.providers.http_client import UpstreamClient
 from llmrelay.providers.upstream import Upstream
 from llmrelay.routing.names import OLLAMA_PREFIX
@@ -22,6 +23,18 @@ class PassthroughSurface:
         self.client = client
         self.max_body_bytes = max_body_bytes
 
+    async def cloudflare(self, ex: Exchange) -> None:
+        """`POST /api/v1/chat/cf`: the body goes as it is to Cloudflare Workers AI's `LLM_CF_URL/<model>`."""
+        body = await ex.read_body(self.max_body_bytes)
+        model = requested_model(body)
+        ex.model = model
+        upstream = self.routes.cloudflare
+        if upstream is None:
+            raise NoUpstream("Cloudflare Workers AI is not configured: set LLM_CF_URL (your account's "
+                             ".../ai/run URL) and LLM_CF_TOKEN")
+        ex.upstream = upstream.name
+        await forward(ex, self.client, upstream, body, model_url(upstream, model))
+
     async def chat(self, ex: Exchange) -> None:
         body = await ex.read_body(self.max_body_bytes)
         model = requested_model(body)
@@ -30,32 +43,46 @@ class PassthroughSurface:
         ex.upstream = upstream.name
         if strip_prefix:
             body = replace_top_level_string(body, "model", model.removeprefix(OLLAMA_PREFIX))
-        headers = upstream_request_headers(ex.scope["headers"], upstream, ex.request_id)
-        ex.cancel_on_disconnect()
-        response = await self.client.post(upstream, body, headers)
-        try:
-            await relay(ex, upstream, response)
-        finally:
-            # Closing an unfinished response drops its connection: that is how a client's cancel, or a
-            # broken stream, reaches the upstream.
-            response.close()
+        await forward(ex, self.client, upstream, body)
+
+
+async def forward(ex: Exchange, client: UpstreamClient, upstream: Upstream, body: bytes,
+                  url: str | None = None, error_record=None) -> None:
+    """Send the client's body to the upstream and relay the answer as it comes."""
+    headers = upstream_request_headers(ex.scope["headers"], upstream, ex.request_id)
+    ex.cancel_on_disconnect()
+    response = await client.post(upstream, body, headers, url)
+    try:
+        await relay(ex, upstream, response, error_record or stream_error_record)
+    finally:
+        # Closing an unfinished response drops its connection: that is how a client's cancel, or a
+        # broken stream, reaches the upstream.
+        response.close()
 
 
 def requested_model(body: bytes) -> str:
     """The body's model: the only thing the pass-through reads of the request."""
+    return model_of(json_object(body))
+
+
+def json_object(body: bytes) -> dict:
     try:
         request = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
         raise BadRequest(f"the request body is not valid JSON ({exc}); send a JSON object") from None
     if not isinstance(request, dict):
         raise BadRequest("the request body must be a JSON object with a \"model\" field")
+    return request
+
+
+def model_of(request: dict) -> str:
     model = request.get("model")
     if not isinstance(model, str) or not model:
         raise BadRequest("the request body needs a \"model\" field naming the model, for example \"llama3\"")
     return model
 
 
-async def relay(ex: Exchange, upstream: Upstream, response: aiohttp.ClientResponse) -> None:
+async def relay(ex: Exchange, upstream: Upstream, response: aiohttp.ClientResponse, error_record) -> None:
     headers = client_response_headers(response.raw_headers)
     if response.content_length is not None:
         # A whole answer of known size: one read, one write.
@@ -78,7 +105,7 @@ async def relay(ex: Exchange, upstream: Upstream, response: aiohttp.ClientRespon
         error = _broken_off(upstream, exc)
         ex.error_type = error.type
         sse = (response.headers.get("content-type") or "").encode().startswith(_SSE)
-        await ex.body(stream_error_record(error, last, sse), more=True)
+        await ex.body(error_record(error, last, sse), more=True)
     await ex.body(b"")
 
 

@@ -1,0 +1,114 @@
+"""The flow every translating chat surface shares.
+
+A request whose model is served by an upstream speaking the surface's own API passes through untouched
+(apart from the model name, and the PROMPT system message if one applies). Anything else is decoded into a
+neutral `Chat`, answered by the gateway, and the events are encoded back into the surface's wire format.
+"""
+
+from collections.abc import AsyncIterator
+
+import orjson
+
+from llmrelay.asgi import Exchange
+from llmrelay.core.chat import Chat, ChatEvent, Completion, collect
+from llmrelay.core.errors import RelayError
+from llmrelay.core.json_bytes import replace_top_level_string
+from llmrelay.routing.gateway import Gateway
+from llmrelay.routing.models import Deployment
+from llmrelay.surfaces.passthrough import forward, json_object, model_of
+
+DROP_PARAMS_HEADER = b"x-llmrelay-drop-params"
+
+
+class StreamEncoder:
+    """Turns events into the surface's stream records; returns b"" for events it has nothing to say about."""
+
+    def head(self) -> bytes:
+        return b""
+
+    def event(self, event: ChatEvent) -> bytes:
+        raise NotImplementedError
+
+    def error(self, error: RelayError) -> bytes:
+        raise NotImplementedError
+
+
+class ChatSurface:
+    api = ""  # the provider kind that speaks this surface's API
+    stream_content_type = b"text/event-stream"
+
+    def __init__(self, gateway: Gateway, max_body_bytes: int):
+        self.gateway = gateway
+        self.max_body_bytes = max_body_bytes
+
+    # ---- what each surface defines ----
+
+    def decode(self, request: dict) -> Chat:
+        raise NotImplementedError
+
+    def encoder(self, chat: Chat) -> StreamEncoder:
+        raise NotImplementedError
+
+    def render(self, chat: Chat, completion: Completion) -> dict:
+        raise NotImplementedError
+
+    def error_body(self, error: RelayError) -> bytes:
+        raise NotImplementedError
+
+    def stream_error_record(self, error: RelayError, last_chunk: bytes, sse: bool) -> bytes:
+        raise NotImplementedError
+
+    def add_prompt(self, request: dict, prompt: str) -> bool:
+        """Give a request without a system message the PROMPT one; False when it already has one."""
+        raise NotImplementedError
+
+    def passthrough_url(self, deployment: Deployment) -> str:
+        return deployment.upstream.chat_url
+
+    # ---- the shared flow ----
+
+    async def handle(self, ex: Exchange) -> None:
+        ex.error_body = self.error_body
+        body = await ex.read_body(self.max_body_bytes)
+        request = json_object(body)
+        model = model_of(request)
+        ex.model = model
+        deployment = self.gateway.deployment(model)
+        ex.upstream = deployment.upstream.name
+        if deployment.provider == self.api:
+            await forward(ex, self.gateway.client, deployment.upstream, self.same_api_body(body, request, deployment),
+                          self.passthrough_url(deployment), self.stream_error_record)
+            return
+        chat = self.decode(request)
+        chat.drop_untranslated = (ex.header(DROP_PARAMS_HEADER) or b"").lower() in (b"true", b"1", b"yes")
+        ex.cancel_on_disconnect()
+        events = await self.gateway.chat(chat, deployment)
+        if chat.stream:
+            await self.stream(ex, chat, events)
+        else:
+            await ex.respond_json(200, self.render(chat, await collect(events)))
+
+    def same_api_body(self, body: bytes, request: dict, deployment: Deployment) -> bytes:
+        prompt = self.gateway.prompt
+        if prompt and self.add_prompt(request, prompt):
+            request["model"] = deployment.model
+            return orjson.dumps(request)
+        if deployment.model != request["model"]:
+            return replace_top_level_string(body, "model", deployment.model)
+        return body
+
+    async def stream(self, ex: Exchange, chat: Chat, events: AsyncIterator[ChatEvent]) -> None:
+        encoder = self.encoder(chat)
+        await ex.start(200, [(b"content-type", self.stream_content_type), (b"cache-control", b"no-cache")])
+        head = encoder.head()
+        if head:
+            await ex.body(head, more=True)
+        try:
+            async for event in events:
+                data = encoder.event(event)
+                if data:
+                    await ex.body(data, more=True)
+        except RelayError as error:
+            ex.error_type = error.type
+            await ex.body(encoder.error(error), more=True)
+        await ex.body(b"")

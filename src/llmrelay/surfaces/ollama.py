@@ -1,0 +1,281 @@
+"""Ollama's own API: `/api/chat`, `/api/generate`, `/api/tags`, `/api/show`, `/api/version`, `/api/embed`.
+NDJSON streaming, streaming by default, as Ollama does."""
+
+import time
+
+import orjson
+
+from llmrelay.asgi import Exchange
+from llmrelay.core.chat import (Chat, Completion, Finish, ImagePart, Message, ReasoningDelta, TextDelta, TextPart,
+                                Tool, ToolCall, ToolCallDelta, ToolCallStart)
+from llmrelay.core.errors import BadRequest, RelayError
+from llmrelay.core.ids import tool_call_id
+from llmrelay.routing.models import Deployment
+from llmrelay.surfaces.chat_surface import ChatSurface, StreamEncoder
+from llmrelay.surfaces.decoding import expect, image_from_url, sniff_media_type
+from llmrelay.surfaces.passthrough import forward, json_object, model_of
+
+OLLAMA_COMPATIBLE_VERSION = "0.12.0"
+# Ollama option -> neutral parameter.
+_PARAMS = {"temperature": "temperature", "top_p": "top_p", "top_k": "top_k", "seed": "seed", "stop": "stop",
+           "num_predict": "max_tokens", "presence_penalty": "presence_penalty",
+           "frequency_penalty": "frequency_penalty"}
+_UNTRANSLATED_OK = {"keep_alive"}
+_KNOWN_CHAT = {"model", "messages", "stream", "format", "options", "tools", *_UNTRANSLATED_OK}
+_KNOWN_GENERATE = {"model", "prompt", "system", "images", "stream", "format", "options", *_UNTRANSLATED_OK}
+
+
+def _options(chat: Chat, request: dict) -> None:
+    """Options with a neutral meaning become parameters; the rest only an Ollama upstream can honour."""
+    options = request.get("options")
+    if options is None:
+        return
+    for name, value in expect(options, dict, "options", "an object").items():
+        if name in _PARAMS:
+            chat.params[_PARAMS[name]] = [value] if name == "stop" and isinstance(value, str) else value
+    chat.ollama_options = {name: value for name, value in options.items() if name not in _PARAMS}
+
+
+def _format(chat: Chat, request: dict) -> None:
+    value = request.get("format")
+    if value == "json":
+        chat.params["response_format"] = {"type": "json"}
+    elif isinstance(value, dict):
+        chat.params["response_format"] = {"type": "json_schema", "schema": value}
+    elif value not in (None, ""):
+        raise BadRequest('format must be "json" or a JSON schema object')
+
+
+def _images(images, where: str) -> list[ImagePart]:
+    parts = []
+    for index, image in enumerate(expect(images, list, where, "a list of base64 images")):
+        expect(image, str, f"{where}[{index}]", "base64 text")
+        parts.append(image_from_url(image, f"{where}[{index}]") if image.startswith("data:")
+                     else ImagePart(media_type=sniff_media_type(image), data=image))
+    return parts
+
+
+def decode_chat(request: dict) -> Chat:
+    messages: list[Message] = []
+    pending: list[ToolCall] = []  # calls not answered yet: Ollama's tool results carry a name, not an id
+    for index, item in enumerate(expect(request.get("messages") or [], list, "messages", "a list of messages")):
+        where = f"messages[{index}]"
+        role = expect(item, dict, where, "an object").get("role")
+        if role not in ("system", "user", "assistant", "tool"):
+            raise BadRequest(f"{where}.role must be system, user, assistant or tool")
+        content = item.get("content") or ""
+        message = Message(role, [TextPart(expect(content, str, f"{where}.content", "a string"))] if content else [])
+        if item.get("images"):
+            message.content.extend(_images(item["images"], f"{where}.images"))
+        for call in item.get("tool_calls") or ():
+            function = expect((call or {}).get("function"), dict, f"{where}.tool_calls[].function", "an object")
+            tool_call = ToolCall(call.get("id") or tool_call_id(), function.get("name") or "",
+                                 orjson.dumps(function.get("arguments") or {}).decode())
+            message.tool_calls.append(tool_call)
+            pending.append(tool_call)
+        if role == "tool":
+            name = item.get("tool_name") or item.get("name")
+            answered = next((call for call in pending if call.name == name), pending[0] if pending else None)
+            if answered is not None:
+                pending.remove(answered)
+            message.tool_name = name or (answered.name if answered else None)
+            message.tool_call_id = answered.id if answered else tool_call_id()
+        messages.append(message)
+    chat = Chat(model=request["model"], messages=messages, stream=request.get("stream", True) is not False)
+    _options(chat, request)
+    _format(chat, request)
+    for index, tool in enumerate(request.get("tools") or ()):
+        function = expect(expect(tool, dict, f"tools[{index}]", "an object").get("function"), dict,
+                          f"tools[{index}].function", "an object")
+        chat.tools.append(Tool(expect(function.get("name"), str, f"tools[{index}].function.name", "a string"),
+                               function.get("description"), function.get("parameters") or {"type": "object"}))
+    chat.untranslated = [name for name in request if name not in _KNOWN_CHAT]
+    return chat
+
+
+def decode_generate(request: dict) -> Chat:
+    messages = []
+    if request.get("system"):
+        messages.append(Message("system", [TextPart(expect(request["system"], str, "system", "a string"))]))
+    prompt = Message("user", [TextPart(expect(request.get("prompt") or "", str, "prompt", "a string"))])
+    if request.get("images"):
+        prompt.content.extend(_images(request["images"], "images"))
+    messages.append(prompt)
+    chat = Chat(model=request["model"], messages=messages, stream=request.get("stream", True) is not False)
+    _options(chat, request)
+    _format(chat, request)
+    chat.untranslated = [name for name in request if name not in _KNOWN_GENERATE]
+    return chat
+
+
+def _created_at() -> str:
+    now = time.time()
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + f".{int(now % 1 * 1e9):09d}Z"
+
+
+def _arguments(arguments: str):
+    try:
+        return orjson.loads(arguments or "{}")
+    except orjson.JSONDecodeError:
+        return {}
+
+
+def _final_fields(reason: str, prompt_tokens: int, completion_tokens: int, started: int) -> dict:
+    return {"done": True, "done_reason": "length" if reason == "length" else "stop",
+            "total_duration": time.monotonic_ns() - started, "load_duration": 0, "prompt_eval_count": prompt_tokens,
+            "prompt_eval_duration": 0, "eval_count": completion_tokens, "eval_duration": 0}
+
+
+class OllamaStreamEncoder(StreamEncoder):
+    def __init__(self, chat: Chat, generate: bool):
+        self.model = chat.model
+        self.generate = generate
+        self.started = time.monotonic_ns()
+        self.calls: list[ToolCall] = []
+
+    def _line(self, fields: dict) -> bytes:
+        return orjson.dumps({"model": self.model, "created_at": _created_at(), **fields}) + b"\n"
+
+    def _message(self, **message) -> dict:
+        if self.generate:
+            return {"response": message.get("content", ""), **({"thinking": message["thinking"]}
+                                                               if "thinking" in message else {})}
+        return {"message": {"role": "assistant", "content": "", **message}}
+
+    def event(self, event) -> bytes:
+        if isinstance(event, TextDelta):
+            return self._line({**self._message(content=event.text), "done": False})
+        if isinstance(event, ReasoningDelta):
+            return self._line({**self._message(thinking=event.text), "done": False})
+        if isinstance(event, ToolCallStart):
+            self.calls.append(ToolCall(event.id, event.name, ""))
+        elif isinstance(event, ToolCallDelta):
+            self.calls[event.index].arguments += event.arguments
+        elif isinstance(event, Finish):
+            # Ollama sends tool calls whole, in one message, arguments as an object.
+            data = b""
+            if self.calls and not self.generate:
+                data = self._line({**self._message(tool_calls=[
+                    {"function": {"name": call.name, "arguments": _arguments(call.arguments)}} for call in self.calls]),
+                    "done": False})
+            usage = event.usage
+            return data + self._line({**self._message(), **_final_fields(
+                event.reason, usage.prompt_tokens if usage else 0, usage.completion_tokens if usage else 0,
+                self.started)})
+        return b""
+
+    def error(self, error: RelayError) -> bytes:
+        return orjson.dumps({"error": error.message}) + b"\n"
+
+
+class OllamaSurface(ChatSurface):
+    api = "ollama"
+    stream_content_type = b"application/x-ndjson"
+    generate = False
+
+    def decode(self, request: dict) -> Chat:
+        return decode_generate(request) if self.generate else decode_chat(request)
+
+    def encoder(self, chat: Chat) -> StreamEncoder:
+        return OllamaStreamEncoder(chat, self.generate)
+
+    def render(self, chat: Chat, completion: Completion) -> dict:
+        encoder = OllamaStreamEncoder(chat, self.generate)
+        fields = {"model": chat.model, "created_at": _created_at()}
+        if self.generate:
+            fields["response"] = completion.text
+            if completion.reasoning:
+                fields["thinking"] = completion.reasoning
+        else:
+            message: dict = {"role": "assistant", "content": completion.text}
+            if completion.reasoning:
+                message["thinking"] = completion.reasoning
+            if completion.tool_calls:
+                message["tool_calls"] = [{"function": {"name": call.name, "arguments": _arguments(call.arguments)}}
+                                         for call in completion.tool_calls]
+            fields["message"] = message
+        usage = completion.usage
+        fields.update(_final_fields(completion.finish_reason, usage.prompt_tokens, usage.completion_tokens,
+                                    encoder.started))
+        return fields
+
+    def error_body(self, error: RelayError) -> bytes:
+        return orjson.dumps({"error": error.message})
+
+    def stream_error_record(self, error: RelayError, last_chunk: bytes, sse: bool) -> bytes:
+        return (b"" if last_chunk.endswith(b"\n") else b"\n") + self.error_body(error) + b"\n"
+
+    def add_prompt(self, request: dict, prompt: str) -> bool:
+        if self.generate:
+            if request.get("system"):
+                return False
+            request["system"] = prompt
+            return True
+        messages = request.get("messages")
+        if not isinstance(messages, list) or any(isinstance(m, dict) and m.get("role") == "system" for m in messages):
+            return False
+        messages.insert(0, {"role": "system", "content": prompt})
+        return True
+
+    def passthrough_url(self, deployment: Deployment) -> str:
+        if self.generate:
+            return deployment.upstream.base_url + "/api/generate"
+        return deployment.upstream.chat_url
+
+    # ---- the model and embedding endpoints ----
+
+    async def tags(self, ex: Exchange) -> None:
+        ex.error_body = self.error_body
+        models = await self.gateway.ollama_tags()
+        listed = {model.get("name") or model.get("model") for model in models}
+        for name, provider in await self.gateway.model_names():
+            if name not in listed:
+                models.append({"name": name, "model": name, "modified_at": "1970-01-01T00:00:00Z", "size": 0,
+                               "digest": "", "details": {"parent_model": "", "format": "", "family": provider,
+                                                         "families": [provider], "parameter_size": "",
+                                                         "quantization_level": ""}})
+        await ex.respond_json(200, {"models": models})
+
+    async def show(self, ex: Exchange) -> None:
+        ex.error_body = self.error_body
+        body = await ex.read_body(self.max_body_bytes)
+        request = json_object(body)
+        ex.model = request.get("model") or request.get("name")
+        if not isinstance(ex.model, str) or not ex.model:
+            raise BadRequest('the request needs a "model" field')
+        deployment = self.gateway.deployment(ex.model)
+        ex.upstream = deployment.upstream.name
+        if deployment.provider == "ollama":
+            payload = orjson.dumps({**request, "model": deployment.model})
+            await forward(ex, self.gateway.client, deployment.upstream, payload,
+                          deployment.upstream.base_url + "/api/show", self.stream_error_record)
+            return
+        family = deployment.provider
+        await ex.respond_json(200, {
+            "modelfile": "", "parameters": "", "template": "",
+            "details": {"parent_model": "", "format": "", "family": family, "families": [family],
+                        "parameter_size": "", "quantization_level": ""},
+            "model_info": {}, "capabilities": ["completion", "tools", "vision"]})
+
+    async def version(self, ex: Exchange) -> None:
+        await ex.respond_json(200, {"version": OLLAMA_COMPATIBLE_VERSION})
+
+    async def embed(self, ex: Exchange) -> None:
+        ex.error_body = self.error_body
+        started = time.monotonic_ns()
+        request = json_object(await ex.read_body(self.max_body_bytes))
+        ex.model = model_of(request)
+        inputs = request.get("input")
+        if isinstance(inputs, str):
+            inputs = [inputs]
+        if not isinstance(inputs, list) or not all(isinstance(text, str) for text in inputs):
+            raise BadRequest("input must be a string or a list of strings")
+        deployment, vectors, tokens = await self.gateway.embed(ex.model, inputs)
+        ex.upstream = deployment.upstream.name
+        await ex.respond_json(200, {"model": ex.model, "embeddings": vectors,
+                                    "total_duration": time.monotonic_ns() - started, "load_duration": 0,
+                                    "prompt_eval_count": tokens})
+
+
+class OllamaGenerateSurface(OllamaSurface):
+    generate = True
