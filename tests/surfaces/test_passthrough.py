@@ -18,7 +18,7 @@ def post(node, body: bytes, path="/api/v1/chat", headers=None):
 
 
 def chat_body(model: str, stream: bool | None = None) -> bytes:
-    body = {"model": model, "messages": [{"role": "user", "content": "why is the sky blue?"}]}
+    body = {"model": model, "messages": [{"role": "user", "content": "why is the sky blue?"}], "max_tokens": 100}
     if stream is not None:
         body["stream"] = stream
     return json.dumps(body).encode()
@@ -65,7 +65,7 @@ def test_claude_models_go_to_anthropic_with_key_and_version(node, anthropic_upst
     assert recorded.body == body
     assert recorded.headers["x-api-key"] == ANTHROPIC_KEY
     assert recorded.headers["anthropic-version"] == "2023-06-01"
-    assert response.json()["content"][0]["text"] == "Hello! How can I help?"
+    assert response.json()["content"][0]["text"].startswith("The sky is blue")
 
 
 def test_a_client_anthropic_version_is_kept(node, anthropic_upstream):

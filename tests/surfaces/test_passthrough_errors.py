@@ -15,7 +15,8 @@ def post(node, content: bytes, **kwargs):
 
 
 def chat_body(model: str, stream: bool = False) -> bytes:
-    return json.dumps({"model": model, "messages": [{"role": "user", "content": "hi"}], "stream": stream}).encode()
+    return json.dumps({"model": model, "messages": [{"role": "user", "content": "hi"}], "stream": stream,
+                       "max_tokens": 100}).encode()
 
 
 def assert_error(response, status: int, error_type: str, *words: str):
