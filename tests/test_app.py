@@ -30,7 +30,7 @@ def test_ready_is_503_when_no_upstream_answers(start_node):
 
 
 def test_ready_is_503_when_nothing_is_configured(start_node):
-    response = httpx.get(start_node({}).url + "/ready")
+    response = httpx.get(start_node({"LLMRELAY_EMBEDDED": "false"}).url + "/ready")
     assert response.status_code == 503
     assert response.json()["upstreams"] == []
     assert "LLM_CHAT_URL" in response.json()["message"]

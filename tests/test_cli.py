@@ -61,5 +61,5 @@ def test_banner_names_the_upstream_without_credentials(start_node, ollama):
 
 
 def test_banner_says_how_to_configure_when_nothing_is(start_node):
-    node = start_node({})
-    assert "set LLM_CHAT_URL" in node.wait_for_log("no upstream configured")
+    node = start_node({"LLMRELAY_EMBEDDED": "false"})
+    assert "set LLM_CHAT_URL" in node.wait_for_log("no upstream configured and the embedded model is not")

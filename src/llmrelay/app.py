@@ -29,12 +29,13 @@ class RelayApp:
         self.catalog = ModelCatalog(settings)
         self.routes = PassthroughRoutes(self.catalog)
         self.client = UpstreamClient(settings.connect_timeout, settings.first_byte_timeout)
-        self.passthrough = PassthroughSurface(self.routes, self.client, settings.max_body_bytes)
-        self.gateway = Gateway(self.catalog, self.client, settings.prompt)
+        self.gateway = Gateway(self.catalog, self.client, settings)
         openai = OpenAISurface(self.gateway, settings.max_body_bytes)
         anthropic = AnthropicSurface(self.gateway, settings.max_body_bytes)
         ollama = OllamaSurface(self.gateway, settings.max_body_bytes)
         generate = OllamaGenerateSurface(self.gateway, settings.max_body_bytes)
+        # The seed's endpoint speaks Ollama's format to the embedded model, which has no HTTP API of its own.
+        self.passthrough = PassthroughSurface(self.routes, self.client, settings.max_body_bytes, ollama.handle_body)
         self.access_log: AccessLog | None = None
         seed_chat = self.passthrough.chat
         self.handlers = {
@@ -110,9 +111,12 @@ class RelayApp:
     async def ready(self, ex: Exchange) -> None:
         upstreams = self.catalog.upstreams
         reports = await asyncio.gather(*(self.client.probe(u, self.settings.ready_timeout) for u in upstreams))
-        ready = any(report["ready"] for report in reports)
+        local = self.gateway.local_status()
+        ready = any(report["ready"] for report in reports) or any(model["loaded"] for model in local)
         payload = {"status": "ready" if ready else "not_ready", "upstreams": reports}
-        if not upstreams:
+        if local:
+            payload["local_models"] = local
+        if not upstreams and not local:
             payload["message"] = "no upstream is configured: set LLM_CHAT_URL, OPENAI_API_KEY or ANTHROPIC_API_KEY"
         await ex.respond_json(200 if ready else 503, payload)
 
@@ -137,6 +141,7 @@ class RelayApp:
     async def startup(self) -> None:
         self.access_log = AccessLog(self.settings.log_format)
         await self.client.open(self.catalog.upstreams)
+        await self.gateway.load_embedded()
 
     async def shutdown(self) -> None:
         await self.client.close()

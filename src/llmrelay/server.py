@@ -33,10 +33,20 @@ def run(settings: Settings) -> None:
 
 def banner(settings: Settings) -> list[str]:
     lines = [f"llmrelay on http://{settings.host}:{settings.port} ({settings.workers} worker(s))"]
-    upstreams = ModelCatalog(settings).upstreams
-    for upstream in upstreams:
+    catalog = ModelCatalog(settings)
+    for upstream in catalog.upstreams:
         lines.append(f"upstream {upstream.name}: {upstream.display_url}")
-    if not upstreams:
-        lines.append("no upstream configured: set LLM_CHAT_URL (e.g. http://localhost:11434 for Ollama), "
-                     "OPENAI_API_KEY or ANTHROPIC_API_KEY, in the environment or in .env")
+    for name in catalog.configured:
+        lines.append(f"model {name} (llmrelay.yaml)")
+    how = ("set LLM_CHAT_URL (e.g. http://localhost:11434 for Ollama), OPENAI_API_KEY or ANTHROPIC_API_KEY, "
+           "in the environment or in .env")
+    if catalog.embedded is not None:
+        model_file = catalog.embedded.upstream.chat_url.removeprefix("local:")
+        if catalog.nothing_configured:
+            lines.append(f"serving the embedded model smollm2 (SmolLM2-135M-Instruct, {model_file}) for every "
+                         f"request; to use Ollama or a provider instead, {how}")
+        else:
+            lines.append(f"embedded model smollm2 (alias local) available: {model_file}")
+    elif catalog.nothing_configured:
+        lines.append(f"no upstream configured and the embedded model is not installed: {how}")
     return lines

@@ -32,7 +32,7 @@ class DeploymentConfig(BaseModel):
     """One place a model is served, in `llmrelay.yaml`."""
     model_config = ConfigDict(extra="forbid")
 
-    provider: Literal["ollama", "openai", "anthropic", "cloudflare"]
+    provider: Literal["ollama", "openai", "anthropic", "cloudflare", "local"]
     base_url: str | None = None  # default: the provider's URL from the environment, else its public API
     model: str | None = None  # the upstream's name for it; default: the public name
     api_key_env: str | None = None  # the environment variable holding the key (keys never live in the file)
@@ -40,6 +40,10 @@ class DeploymentConfig(BaseModel):
     connect_timeout: float | None = Field(None, gt=0)
     first_byte_timeout: float | None = Field(None, gt=0)
     options: dict[str, Any] = {}  # provider options, e.g. Ollama's {"num_ctx": 8192}
+    # provider "local": a GGUF file run in the node (default: the embedded SmolLM2 model)
+    model_path: str | None = None
+    context_size: int | None = Field(None, gt=0)
+    threads: int | None = Field(None, gt=0)
 
     @field_validator("base_url", mode="before")
     @classmethod
@@ -90,6 +94,13 @@ class Settings(BaseSettings):
     # The Masa node's PROMPT: a system message for translated requests that bring none.
     prompt: str | None = Field(None, validation_alias=_env("PROMPT", "prompt"))
     models: list[ModelConfig] = Field([], validation_alias=_env("LLMRELAY_MODELS", "models"))
+
+    embedded_model: str | None = Field(None, validation_alias=_env("LLMRELAY_EMBEDDED_MODEL", "embedded_model"))
+    embedded: bool = Field(True, validation_alias=_env("LLMRELAY_EMBEDDED", "embedded"))
+    local_context_size: int = Field(2048, gt=0, validation_alias=_env("LLMRELAY_LOCAL_CONTEXT", "local_context_size"))
+    local_threads: int = Field(min(4, os.cpu_count() or 1), gt=0,
+                               validation_alias=_env("LLMRELAY_LOCAL_THREADS", "local_threads"))
+    local_queue: int = Field(8, ge=0, validation_alias=_env("LLMRELAY_LOCAL_QUEUE", "local_queue"))
 
     host: str = Field("127.0.0.1", validation_alias=_env("LLMRELAY_HOST", "host"))
     port: int = Field(8080, ge=1, le=65535, validation_alias=_env("LLMRELAY_PORT", "port"))

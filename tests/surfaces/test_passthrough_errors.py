@@ -67,7 +67,7 @@ def test_default_body_limit_is_ten_mebibytes(node, ollama):
 @pytest.mark.parametrize("model, variable", [("llama3", "LLM_CHAT_URL"), ("gpt-4o", "OPENAI_API_KEY"),
                                               ("claude-sonnet-4-5", "ANTHROPIC_API_KEY")])
 def test_no_upstream_configured_gets_503_naming_the_variable(start_node, model, variable):
-    node = start_node({})
+    node = start_node({"LLMRELAY_EMBEDDED": "false"})
     assert_error(post(node, chat_body(model)), 503, "no_upstream_configured", variable, model)
 
 

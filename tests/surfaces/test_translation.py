@@ -210,7 +210,7 @@ def test_errors_in_each_surfaces_shape(node, path, payload, status, shape):
 
 
 def test_no_upstream_is_503_in_the_surface_shape(start_node):
-    node = start_node({})
+    node = start_node({"LLMRELAY_EMBEDDED": "false"})
     response = post(node, "/v1/messages", {"model": "claude-x", "messages": USER, "max_tokens": 5})
     assert response.status_code == 503
     assert response.json()["type"] == "error" and "ANTHROPIC_API_KEY" in response.json()["error"]["message"]

@@ -79,6 +79,7 @@ class Chat:
     # (or to drop them when the client allows it).
     untranslated: list[str] = field(default_factory=list)
     drop_untranslated: bool = False
+    received_ns: int = 0  # time.monotonic_ns() when the node received it, for durations in answers
 
     def ollama_only_options(self) -> list[str]:
         """Ollama options that change the answer and that only Ollama understands (for error messages)."""

@@ -8,19 +8,33 @@ from llmrelay.providers.anthropic import AnthropicProvider
 from llmrelay.providers.base import ChatProvider
 from llmrelay.providers.cloudflare import CloudflareProvider
 from llmrelay.providers.http_client import UpstreamClient
+from llmrelay.providers.local import LocalProvider
 from llmrelay.providers.ollama import OllamaProvider
 from llmrelay.providers.openai import OpenAIProvider
 from llmrelay.routing.models import Deployment, ModelCatalog, Route
+from llmrelay.settings import Settings
 
 
 class Gateway:
-    def __init__(self, catalog: ModelCatalog, client: UpstreamClient, prompt: str | None = None):
+    def __init__(self, catalog: ModelCatalog, client: UpstreamClient, settings: Settings):
         self.catalog = catalog
         self.client = client
-        self.prompt = prompt
-        self.providers: dict[str, ChatProvider] = {
+        self.prompt = settings.prompt
+        self.local = LocalProvider(settings.local_context_size, settings.local_threads, settings.local_queue)
+        self.providers: dict[str, ChatProvider | LocalProvider] = {
             provider.kind: provider for provider in (OllamaProvider(client), OpenAIProvider(client),
-                                                     AnthropicProvider(client), CloudflareProvider(client))}
+                                                     AnthropicProvider(client), CloudflareProvider(client),
+                                                     self.local)}
+
+    async def load_embedded(self) -> None:
+        """On a node with nothing else to serve, load the embedded model at start so the first request does
+        not wait; elsewhere it loads on its first request and costs no memory until then."""
+        embedded = self.catalog.embedded
+        if embedded is not None and self.catalog.nothing_configured:
+            await self.local.runtime(embedded.upstream.chat_url.removeprefix("local:"), embedded.options).load()
+
+    def local_status(self) -> list[dict]:
+        return [runtime.status() for runtime in self.local.runtimes.values()]
 
     def route(self, model: str) -> Route:
         return self.catalog.route(model)
@@ -53,6 +67,8 @@ class Gateway:
     async def model_names(self) -> list[tuple[str, str]]:
         """(name, provider) for every model the node serves: the config file's, then Ollama's own."""
         names = [(name, route.deployments[0].provider) for name, route in self.catalog.configured.items()]
+        if self.catalog.embedded is not None:
+            names.append(("smollm2", "local"))
         known = {name for name, _ in names}
         for tag in await self.ollama_tags():
             name = tag.get("model") or tag.get("name")

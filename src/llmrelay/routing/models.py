@@ -10,16 +10,17 @@ from dataclasses import dataclass, field
 from llmrelay.core.errors import NoUpstream
 from llmrelay.providers.anthropic import anthropic_upstream
 from llmrelay.providers.cloudflare import cloudflare_upstream
+from llmrelay.providers.local import embedded_model_path, local_upstream
 from llmrelay.providers.ollama import ollama_upstream
 from llmrelay.providers.openai import openai_upstream
 from llmrelay.providers.upstream import Upstream
-from llmrelay.routing.names import ANTHROPIC_PREFIXES, OLLAMA_PREFIX, OPENAI_PREFIXES, no_upstream
+from llmrelay.routing.names import ANTHROPIC_PREFIXES, EMBEDDED_NAMES, OLLAMA_PREFIX, OPENAI_PREFIXES, no_upstream
 from llmrelay.settings import DeploymentConfig, Settings
 
 
 @dataclass(frozen=True, slots=True)
 class Deployment:
-    provider: str  # "ollama", "openai", "anthropic" or "cloudflare"
+    provider: str  # "ollama", "openai", "anthropic", "cloudflare" or "local"
     model: str  # the upstream's name for the model
     upstream: Upstream
     options: dict = field(default_factory=dict)
@@ -45,6 +46,21 @@ class ModelCatalog:
                                                else None, settings.llm_cf_url) if settings.llm_cf_url else None)
         self.configured = {model.name: Route(model.name, tuple(self._deployment(model.name, d) for d in model.deployments),
                                              True) for model in settings.models}
+        path = settings.embedded_model or embedded_model_path()
+        self.embedded = (Deployment("local", "smollm2", local_upstream(str(path)))
+                         if settings.embedded and path else None)
+
+    @property
+    def nothing_configured(self) -> bool:
+        """No Ollama, no provider key, no model in a config file: the embedded model answers everything."""
+        return not (self.ollama or self.openai or self.anthropic or self.cloudflare or self.configured)
+
+    def embedded_route(self, model: str) -> Route | None:
+        """The embedded model's route when it serves `model`: its own names, or anything on a bare node."""
+        if self.embedded is not None and model not in self.configured and (
+                model in EMBEDDED_NAMES or self.nothing_configured):
+            return Route(model, (self.embedded,), False)
+        return None
 
     @property
     def upstreams(self) -> list[Upstream]:
@@ -53,12 +69,12 @@ class ModelCatalog:
         candidates = [self.ollama, self.openai, self.anthropic, self.cloudflare]
         candidates += [d.upstream for route in self.configured.values() for d in route.deployments]
         for upstream in candidates:
-            if upstream is not None:
+            if upstream is not None and upstream.name != "local":
                 seen.setdefault((upstream.name, upstream.chat_url), upstream)
         return list(seen.values())
 
     def route(self, model: str) -> Route:
-        route = self.configured.get(model)
+        route = self.configured.get(model) or self.embedded_route(model)
         if route is not None:
             return route
         if model.startswith(OLLAMA_PREFIX):
@@ -92,6 +108,12 @@ class ModelCatalog:
                 key = settings.anthropic_api_key.get_secret_value()
             upstream = anthropic_upstream(key, config.base_url or settings.anthropic_base_url,
                                           settings.anthropic_version, **common)
+        elif config.provider == "local":
+            path = config.model_path or settings.embedded_model or embedded_model_path()
+            if path is None:
+                raise NoUpstream(f"model {name}: a local deployment needs model_path (or the embedded model installed)")
+            options = {"context_size": config.context_size, "threads": config.threads}
+            return Deployment("local", config.model or name, local_upstream(str(path)), options)
         else:
             if key is None and settings.llm_cf_token:
                 key = settings.llm_cf_token.get_secret_value()

@@ -5,6 +5,7 @@ from llmrelay.core.errors import NoUpstream
 OPENAI_PREFIXES = ("gpt-", "o1", "o3", "o4", "chatgpt-")
 ANTHROPIC_PREFIXES = ("claude-",)
 OLLAMA_PREFIX = "ollama/"
+EMBEDDED_NAMES = ("smollm2", "local")
 
 
 def no_upstream(model: str) -> NoUpstream:

@@ -15,7 +15,12 @@ class PassthroughRoutes:
         self.openai = catalog.openai
         self.anthropic = catalog.anthropic
         self.cloudflare = catalog.cloudflare
+        self.catalog = catalog
 
+    def is_local(self, model: str) -> bool:
+        """Whether the embedded model answers `model` (it speaks Ollama's format on this endpoint)."""
+        route = self.catalog.embedded_route(model)
+        return route is not None
     def route(self, model: str) -> tuple[Upstream, bool]:
         """The upstream for `model`, and whether the `ollama/` prefix must be removed from the body."""
         if model.startswith(OLLAMA_PREFIX):

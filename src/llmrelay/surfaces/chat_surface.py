@@ -5,6 +5,7 @@ A request whose model is served by an upstream speaking the surface's own API pa
 neutral `Chat`, answered by the gateway, and the events are encoded back into the surface's wire format.
 """
 
+import time
 from collections.abc import AsyncIterator
 
 import orjson
@@ -68,8 +69,10 @@ class ChatSurface:
     # ---- the shared flow ----
 
     async def handle(self, ex: Exchange) -> None:
+        await self.handle_body(ex, await ex.read_body(self.max_body_bytes))
+
+    async def handle_body(self, ex: Exchange, body: bytes) -> None:
         ex.error_body = self.error_body
-        body = await ex.read_body(self.max_body_bytes)
         request = json_object(body)
         model = model_of(request)
         ex.model = model
@@ -80,6 +83,7 @@ class ChatSurface:
                           self.passthrough_url(deployment), self.stream_error_record)
             return
         chat = self.decode(request)
+        chat.received_ns = time.monotonic_ns()
         chat.drop_untranslated = (ex.header(DROP_PARAMS_HEADER) or b"").lower() in (b"true", b"1", b"yes")
         ex.cancel_on_disconnect()
         events = await self.gateway.chat(chat, deployment)

@@ -130,7 +130,7 @@ class OllamaStreamEncoder(StreamEncoder):
     def __init__(self, chat: Chat, generate: bool):
         self.model = chat.model
         self.generate = generate
-        self.started = time.monotonic_ns()
+        self.started = chat.received_ns or time.monotonic_ns()
         self.calls: list[ToolCall] = []
 
     def _line(self, fields: dict) -> bytes:

@@ -18,10 +18,11 @@ _SSE = b"text/event-stream"
 
 
 class PassthroughSurface:
-    def __init__(self, routes: PassthroughRoutes, client: UpstreamClient, max_body_bytes: int):
+    def __init__(self, routes: PassthroughRoutes, client: UpstreamClient, max_body_bytes: int, local_chat):
         self.routes = routes
         self.client = client
         self.max_body_bytes = max_body_bytes
+        self.local_chat = local_chat  # answers an Ollama-format body from the embedded model
 
     async def cloudflare(self, ex: Exchange) -> None:
         """`POST /api/v1/chat/cf`: the body goes as it is to Cloudflare Workers AI's `LLM_CF_URL/<model>`."""
@@ -39,6 +40,9 @@ class PassthroughSurface:
         body = await ex.read_body(self.max_body_bytes)
         model = requested_model(body)
         ex.model = model
+        if self.routes.is_local(model):
+            await self.local_chat(ex, body)
+            return
         upstream, strip_prefix = self.routes.route(model)
         ex.upstream = upstream.name
         if strip_prefix:
