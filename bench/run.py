@@ -62,7 +62,7 @@ def to_microseconds(value: str) -> float:
 
 def run_wrk(wrk: str, url: str, connections: int, duration: float, script: str) -> dict:
     output = subprocess.run(
-        [wrk, "-t1", f"-c{connections}", f"-d{duration}s", "--latency", "-s", script, url],
+        [wrk, "-t1", f"-c{connections}", f"-d{duration:g}s", "--latency", "-s", script, url],
         capture_output=True, text=True, check=True).stdout
     percentiles = dict(re.findall(r"^\s+(50|99)%\s+(\S+)$", output, re.MULTILINE))
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
