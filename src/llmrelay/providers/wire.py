@@ -3,10 +3,10 @@ turning an upstream's HTTP error into the node's error."""
 
 from collections.abc import AsyncIterator
 
-import aiohttp
 import orjson
 
 from llmrelay.core.errors import RelayError, UpstreamUnavailable, from_upstream_status
+from llmrelay.providers.http1 import Response
 from llmrelay.providers.http_client import UpstreamClient
 from llmrelay.providers.upstream import Upstream
 
@@ -14,7 +14,7 @@ MAX_RECORD_BYTES = 16 * 1024 * 1024  # one NDJSON line or SSE event; more means 
 MAX_ERROR_BYTES = 64 * 1024
 
 
-async def post_json(client: UpstreamClient, upstream: Upstream, url: str, payload: dict) -> aiohttp.ClientResponse:
+async def post_json(client: UpstreamClient, upstream: Upstream, url: str, payload: dict) -> Response:
     """POST `payload`; return the response once it is known to be a success, else raise the node's error."""
     response = await client.post(upstream, orjson.dumps(payload), upstream.headers(), url)
     if response.status >= 400:
@@ -25,10 +25,10 @@ async def post_json(client: UpstreamClient, upstream: Upstream, url: str, payloa
     return response
 
 
-async def error_from_response(upstream: Upstream, response: aiohttp.ClientResponse) -> RelayError:
+async def error_from_response(upstream: Upstream, response: Response) -> RelayError:
     try:
-        body = await response.content.read(MAX_ERROR_BYTES)
-    except (aiohttp.ClientError, OSError):
+        body = await response.read(MAX_ERROR_BYTES)
+    except OSError:
         body = b""
     return from_upstream_status(upstream.name, response.status, error_detail(body),
                                 response.headers.get("Retry-After"))
@@ -52,10 +52,10 @@ def error_detail(body: bytes) -> str:
     return body.decode("utf-8", "replace")[:500]
 
 
-async def read_json(upstream: Upstream, response: aiohttp.ClientResponse) -> dict:
+async def read_json(upstream: Upstream, response: Response) -> dict:
     try:
         body = await response.read()
-    except (aiohttp.ClientError, OSError) as exc:
+    except OSError as exc:
         raise broken_off(upstream, exc) from None
     try:
         return orjson.loads(body)
@@ -69,15 +69,15 @@ def broken_off(upstream: Upstream, exc: BaseException) -> RelayError:
         "try again")
 
 
-async def _chunks(upstream: Upstream, response: aiohttp.ClientResponse) -> AsyncIterator[bytes]:
+async def _chunks(upstream: Upstream, response: Response) -> AsyncIterator[bytes]:
     try:
-        async for chunk in response.content.iter_any():
+        async for chunk in response.iter_chunks():
             yield chunk
-    except (aiohttp.ClientError, OSError) as exc:
+    except OSError as exc:
         raise broken_off(upstream, exc) from None
 
 
-async def ndjson_records(upstream: Upstream, response: aiohttp.ClientResponse) -> AsyncIterator[dict]:
+async def ndjson_records(upstream: Upstream, response: Response) -> AsyncIterator[dict]:
     buffer = b""
     async for chunk in _chunks(upstream, response):
         buffer += chunk
@@ -91,7 +91,7 @@ async def ndjson_records(upstream: Upstream, response: aiohttp.ClientResponse) -
         yield _json_record(upstream, buffer)
 
 
-async def sse_events(upstream: Upstream, response: aiohttp.ClientResponse) -> AsyncIterator[tuple[str, str]]:
+async def sse_events(upstream: Upstream, response: Response) -> AsyncIterator[tuple[str, str]]:
     """(event name, data) for each server-sent event; the name is "message" when none is given."""
     buffer = b""
     async for chunk in _chunks(upstream, response):
@@ -139,7 +139,7 @@ async def iterate(events: list) -> AsyncIterator:
         yield event
 
 
-async def closing(response: aiohttp.ClientResponse, events: AsyncIterator) -> AsyncIterator:
+async def closing(response: Response, events: AsyncIterator) -> AsyncIterator:
     """Relay `events`, and release the upstream connection however the iteration ends."""
     try:
         async for event in events:

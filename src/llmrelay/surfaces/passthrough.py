@@ -1,13 +1,13 @@
 """The seed's endpoint, `POST /api/v1/chat`: the body goes to the upstream chosen by its model, byte for
 byte, and the upstream's status, headers and bytes come back as they arrive."""
 
-import aiohttp
 import orjson
 
 from llmrelay.asgi import Exchange
 from llmrelay.core.errors import BadRequest, NoUpstream, RelayError, UpstreamUnavailable
 from llmrelay.core.json_bytes import replace_top_level_string
 from llmrelay.providers.cloudflare import model_url
+from llmrelay.providers.http1 import Response
 from llmrelay.providers.http_client import UpstreamClient
 from llmrelay.providers.upstream import Upstream
 from llmrelay.routing.names import OLLAMA_PREFIX
@@ -86,13 +86,13 @@ def model_of(request: dict) -> str:
     return model
 
 
-async def relay(ex: Exchange, upstream: Upstream, response: aiohttp.ClientResponse, error_record) -> None:
+async def relay(ex: Exchange, upstream: Upstream, response: Response, error_record) -> None:
     headers = client_response_headers(response.raw_headers)
     if response.content_length is not None:
         # A whole answer of known size: one read, one write.
         try:
             data = await response.read()
-        except (aiohttp.ClientError, OSError) as exc:
+        except OSError as exc:
             raise _broken_off(upstream, exc) from None
         headers.append((b"content-length", str(len(data)).encode()))
         await ex.start(response.status, headers)
@@ -102,10 +102,10 @@ async def relay(ex: Exchange, upstream: Upstream, response: aiohttp.ClientRespon
     await ex.start(response.status, headers)
     last = b"\n"
     try:
-        async for chunk in response.content.iter_any():
+        async for chunk in response.iter_chunks():
             await ex.body(chunk, more=True)
             last = chunk
-    except (aiohttp.ClientError, OSError) as exc:
+    except OSError as exc:
         error = _broken_off(upstream, exc)
         ex.error_type = error.type
         sse = (response.headers.get("content-type") or "").encode().startswith(_SSE)
