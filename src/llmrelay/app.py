@@ -4,7 +4,7 @@ import asyncio
 import logging
 
 from llmrelay import __version__
-from llmrelay.asgi import ClientGone, Exchange, Receive, Scope, Send
+from llmrelay.asgi import ClientGone, DisconnectWatch, Exchange, Receive, Scope, Send
 from llmrelay.core.errors import MethodNotAllowed, NotFound, RelayError
 from llmrelay.observability.access_log import AccessLog
 from llmrelay.providers.http_client import UpstreamClient
@@ -37,6 +37,7 @@ class RelayApp:
         # The seed's endpoint speaks Ollama's format to the embedded model, which has no HTTP API of its own.
         self.passthrough = PassthroughSurface(self.routes, self.client, settings.max_body_bytes, ollama.handle_body)
         self.access_log: AccessLog | None = None
+        self.disconnects = DisconnectWatch()
         seed_chat = self.passthrough.chat
         self.handlers = {
             # The seed's pass-through endpoint, and the path the seed's text names.
@@ -66,7 +67,7 @@ class RelayApp:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
-            await self.handle(Exchange(scope, receive, send))
+            await self.handle(Exchange(scope, receive, send, self.disconnects))
         elif scope["type"] == "lifespan":
             await self.lifespan(receive, send)
 
@@ -144,6 +145,7 @@ class RelayApp:
         await self.gateway.load_embedded()
 
     async def shutdown(self) -> None:
+        self.disconnects.close()
         await self.client.close()
         if self.access_log is not None:
             self.access_log.close()

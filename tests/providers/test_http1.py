@@ -62,7 +62,7 @@ def test_a_pooled_connection_closed_by_the_upstream_is_retried_on_a_fresh_one():
     async def scenario():
         client = Client()
         for _ in range(3):
-            response = await client.request("POST", server.url, {}, b"{}", 2)
+            response = await client.request("POST", server.url, {}, b"{}", 2, 2)
             assert (response.status, await response.read()) == (200, b"ok")
             await asyncio.sleep(0.05)  # let the close arrive while the connection sits in the pool
         client.close()
@@ -82,7 +82,7 @@ def test_chunked_body_streams_chunk_by_chunk():
     server = RawServer(chunked)
 
     async def scenario():
-        response = await Client().request("GET", server.url, {}, None, 2)
+        response = await Client().request("GET", server.url, {}, None, 2, 2)
         chunks = response.iter_chunks()
         assert await chunks.__anext__() == b"first"
         gate.set()
@@ -99,7 +99,7 @@ def test_a_body_without_length_ends_with_the_connection():
     server = RawServer(until_close)
 
     async def scenario():
-        response = await Client().request("GET", server.url, {}, None, 2)
+        response = await Client().request("GET", server.url, {}, None, 2, 2)
         assert await response.read() == b"all of it"
 
     run(scenario())
@@ -113,7 +113,7 @@ def test_an_upstream_dying_mid_body_is_an_error_not_an_end():
     server = RawServer(dies)
 
     async def scenario():
-        response = await Client().request("GET", server.url, {}, None, 2)
+        response = await Client().request("GET", server.url, {}, None, 2, 2)
         with pytest.raises(ConnectionLost):
             await response.read()
 
@@ -125,7 +125,7 @@ def test_a_malformed_answer_is_an_error():
 
     async def scenario():
         with pytest.raises(ConnectionLost):
-            await Client().request("GET", server.url, {}, None, 2)
+            await Client().request("GET", server.url, {}, None, 2, 2)
 
     run(scenario())
 
@@ -143,7 +143,7 @@ def test_a_slow_reader_pauses_the_upstream_instead_of_buffering_everything():
     server = RawServer(big)
 
     async def scenario():
-        response = await Client().request("GET", server.url, {}, None, 2)
+        response = await Client().request("GET", server.url, {}, None, 2, 2)
         await asyncio.sleep(0.5)  # the upstream sends as fast as it can while nobody reads
         buffered = response._buffered
         total = 0
@@ -166,7 +166,7 @@ def test_requests_carry_host_length_and_the_given_headers():
     server = RawServer(record)
 
     async def scenario():
-        response = await Client().request("POST", server.url + "?a=1", {"X-Test": "yes"}, b"body", 2)
+        response = await Client().request("POST", server.url + "?a=1", {"X-Test": "yes"}, b"body", 2, 2)
         await response.read()
 
     run(scenario())

@@ -20,6 +20,14 @@ _PAUSE_AT = 1024 * 1024  # buffered, unread body bytes that pause reading from t
 _USER_AGENT = b"llmrelay"
 
 
+class ConnectTimeout(TimeoutError):
+    """No connection within the connect timeout."""
+
+
+class FirstByteTimeout(TimeoutError):
+    """Connected and sent, but no answer started within the first-byte timeout."""
+
+
 class ConnectionLost(ConnectionError):
     """The upstream closed the connection before its answer was complete."""
 
@@ -214,6 +222,12 @@ class Connection(asyncio.Protocol):
         if self.transport is not None:
             self.transport.close()
 
+    def expire(self) -> None:
+        """The first-byte deadline passed: give up on this answer and on the connection."""
+        if self.headers_ready is not None and not self.headers_ready.done():
+            self.headers_ready.set_exception(FirstByteTimeout())
+        self.close()
+
     def _fail(self, error: BaseException) -> None:
         if self.headers_ready is not None and not self.headers_ready.done():
             stale = self.reused and not self.received
@@ -246,10 +260,13 @@ class Pool:
                 return connection
             connection.close()
         loop = asyncio.get_running_loop()
-        async with asyncio.timeout(connect_timeout):
-            _, connection = await loop.create_connection(
-                lambda: Connection(self), self.host, self.port, ssl=self.ssl,
-                server_hostname=self.host if self.ssl else None)
+        try:
+            async with asyncio.timeout(connect_timeout):
+                _, connection = await loop.create_connection(
+                    lambda: Connection(self), self.host, self.port, ssl=self.ssl,
+                    server_hostname=self.host if self.ssl else None)
+        except TimeoutError:
+            raise ConnectTimeout() from None
         return connection
 
     def close(self) -> None:
@@ -258,13 +275,31 @@ class Pool:
 
 
 class Client:
-    """Pools by origin; `request` returns once the status and headers have arrived."""
+    """Pools by origin; `request` returns once the status and headers have arrived.
+
+    First-byte deadlines are checked by one sweeper every `SWEEP_SECONDS` instead of a timer per request:
+    a timer costs more than the rest of the client's work on a fast answer.
+    """
+
+    SWEEP_SECONDS = 0.05
 
     def __init__(self):
         self.pools: dict[tuple[str, str, int], Pool] = {}
+        self.targets: dict[str, tuple[Pool, bytes]] = {}
         self.ssl_context = ssl.create_default_context()
+        self.waiting: dict[Connection, float] = {}  # connection -> first-byte deadline
+        self._sweeper: asyncio.Task | None = None
 
     def pool(self, url: str) -> tuple[Pool, bytes]:
+        known = self.targets.get(url)
+        if known is not None:
+            return known
+        if len(self.targets) > 10_000:  # URLs carry client-chosen model names (Cloudflare); keep this bounded
+            self.targets.clear()
+        self.targets[url] = self._parse(url)
+        return self.targets[url]
+
+    def _parse(self, url: str) -> tuple[Pool, bytes]:
         parts = urlsplit(url)
         scheme = parts.scheme
         port = parts.port or (443 if scheme == "https" else 80)
@@ -276,11 +311,15 @@ class Client:
         return pool, target.encode()
 
     async def request(self, method: str, url: str, headers: dict[str, str], body: bytes | None,
-                      connect_timeout: float) -> Response:
+                      connect_timeout: float, first_byte_timeout: float) -> Response:
         pool, target = self.pool(url)
         head = _request_head(method.encode(), target, pool.host_header, headers, body)
+        if self._sweeper is None:
+            self._sweeper = asyncio.get_running_loop().create_task(self._sweep())
+        deadline = time.monotonic() + first_byte_timeout
         for attempt in (1, 2):
-            connection = await pool.acquire(connect_timeout)
+            connection = await pool.acquire(max(0.0, min(connect_timeout, deadline - time.monotonic())))
+            self.waiting[connection] = deadline
             try:
                 return await connection.send(head, body)
             except StaleConnection:
@@ -292,12 +331,26 @@ class Client:
             except BaseException:
                 connection.close()  # a cancel or timeout mid-request: the upstream must see the connection go
                 raise
+            finally:
+                self.waiting.pop(connection, None)
         raise AssertionError("unreachable")
 
+    async def _sweep(self) -> None:
+        while True:
+            await asyncio.sleep(self.SWEEP_SECONDS)
+            now = time.monotonic()
+            for connection in [c for c, deadline in self.waiting.items() if deadline <= now]:
+                self.waiting.pop(connection, None)
+                connection.expire()
+
     def close(self) -> None:
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            self._sweeper = None
         for pool in self.pools.values():
             pool.close()
         self.pools.clear()
+        self.targets.clear()
 
 
 def _request_head(method: bytes, target: bytes, host: str, headers: dict[str, str], body: bytes | None) -> bytes:

@@ -9,7 +9,7 @@ import socket
 import time
 
 from llmrelay.core.errors import UpstreamTimeout, UpstreamUnavailable
-from llmrelay.providers.http1 import Client, ConnectionLost, Response
+from llmrelay.providers.http1 import Client, ConnectionLost, ConnectTimeout, Response
 from llmrelay.providers.upstream import Upstream
 
 
@@ -36,26 +36,21 @@ class UpstreamClient:
                       headers: dict[str, str]) -> Response:
         connect_timeout = upstream.connect_timeout or self.connect_timeout
         first_byte_timeout = upstream.first_byte_timeout or self.first_byte_timeout
-        where = f"the {upstream.name} upstream at {upstream.display_url}"
         try:
-            async with asyncio.timeout(first_byte_timeout):
-                try:
-                    return await self._client.request(method, url, headers, body, connect_timeout)
-                except TimeoutError:
-                    raise _ConnectTimeout() from None
-        except _ConnectTimeout:
-            raise UpstreamTimeout(f"{where} did not accept a connection within {connect_timeout:g} s; check that "
-                                  "it is running, or raise LLMRELAY_CONNECT_TIMEOUT") from None
+            return await self._client.request(method, url, headers, body, connect_timeout, first_byte_timeout)
+        except ConnectTimeout:
+            raise UpstreamTimeout(f"{_where(upstream)} did not accept a connection within {connect_timeout:g} s; "
+                                  "check that it is running, or raise LLMRELAY_CONNECT_TIMEOUT") from None
         except TimeoutError:
-            raise UpstreamTimeout(f"{where} did not start answering within {first_byte_timeout:g} s; raise "
+            raise UpstreamTimeout(f"{_where(upstream)} did not start answering within {first_byte_timeout:g} s; raise "
                                   "LLMRELAY_FIRST_BYTE_TIMEOUT for slow models") from None
         except socket.gaierror:
-            raise UpstreamUnavailable(f"the host name of {where} does not resolve; check {upstream.setting}") from None
+            raise UpstreamUnavailable(f"the host name of {_where(upstream)} does not resolve; check {upstream.setting}") from None
         except ConnectionLost:
-            raise UpstreamUnavailable(f"{where} closed the connection without answering; check that it is "
+            raise UpstreamUnavailable(f"{_where(upstream)} closed the connection without answering; check that it is "
                                       "healthy") from None
         except OSError as exc:
-            raise UpstreamUnavailable(f"cannot connect to {where} ({connect_failure(exc)}); check that it is "
+            raise UpstreamUnavailable(f"cannot connect to {_where(upstream)} ({connect_failure(exc)}); check that it is "
                                       f"running and that {upstream.setting} is right") from None
 
     async def probe(self, upstream: Upstream, timeout: float) -> dict:
@@ -64,7 +59,8 @@ class UpstreamClient:
         started = time.perf_counter()
         try:
             async with asyncio.timeout(timeout):
-                response = await self._client.request("GET", upstream.probe_url, upstream.headers(), None, timeout)
+                response = await self._client.request("GET", upstream.probe_url, upstream.headers(), None, timeout,
+                                                      timeout)
                 await response.read()
         except (TimeoutError, OSError) as exc:
             report.update(ready=False, error=_probe_failure(exc, timeout))
@@ -80,8 +76,8 @@ class UpstreamClient:
         return report
 
 
-class _ConnectTimeout(Exception):
-    """The connect step timed out, as opposed to the whole wait for the first byte."""
+def _where(upstream: Upstream) -> str:
+    return f"the {upstream.name} upstream at {upstream.display_url}"
 
 
 def _probe_failure(exc: BaseException, timeout: float) -> str:
