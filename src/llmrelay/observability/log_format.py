@@ -9,8 +9,17 @@ import orjson
 _PLAIN = re.compile(r"[\w.:/@+-]+")
 
 
+_second = -1
+_second_text = ""
+
+
 def timestamp(epoch: float) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(epoch)) + f".{int(epoch % 1 * 1000):03d}Z"
+    """ISO 8601 UTC with milliseconds; the seconds part is formatted once a second, not once a line."""
+    global _second, _second_text
+    whole = int(epoch)
+    if whole != _second:
+        _second, _second_text = whole, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole))
+    return f"{_second_text}.{int((epoch - whole) * 1000):03d}Z"
 
 
 def text_value(value) -> str:

@@ -95,6 +95,12 @@ class Response:
 
     async def read(self, limit: int | None = None) -> bytes:
         """The whole body (or its first `limit` bytes, dropping the connection if more was coming)."""
+        if self._complete and limit is None:  # the usual case for a small answer: it is all here already
+            data = b"".join(self._chunks)
+            self._chunks.clear()
+            self._buffered = 0
+            self.release()
+            return data
         parts, size = [], 0
         async for chunk in self.iter_chunks():
             parts.append(chunk)
