@@ -35,7 +35,8 @@ class RelayApp:
         ollama = OllamaSurface(self.gateway, settings.max_body_bytes)
         generate = OllamaGenerateSurface(self.gateway, settings.max_body_bytes)
         # The seed's endpoint speaks Ollama's format to the embedded model, which has no HTTP API of its own.
-        self.passthrough = PassthroughSurface(self.routes, self.client, settings.max_body_bytes, ollama.handle_body)
+        self.passthrough = PassthroughSurface(self.routes, self.client, self.gateway.retrier, settings.max_body_bytes,
+                                              ollama.handle_body)
         self.access_log: AccessLog | None = None
         self.disconnects = DisconnectWatch()
         seed_chat = self.passthrough.chat
@@ -93,6 +94,8 @@ class RelayApp:
                 await ex.respond_error(RelayError("the node failed on this request; see its log for details"))
         finally:
             ex.stop_watching()
+            for lease in ex.leases:
+                lease.release()
             if self.access_log is not None:
                 self.access_log.record(ex)
 
@@ -114,7 +117,8 @@ class RelayApp:
         reports = await asyncio.gather(*(self.client.probe(u, self.settings.ready_timeout) for u in upstreams))
         local = self.gateway.local_status()
         ready = any(report["ready"] for report in reports) or any(model["loaded"] for model in local)
-        payload = {"status": "ready" if ready else "not_ready", "upstreams": reports}
+        payload = {"status": "ready" if ready else "not_ready", "upstreams": reports,
+                   "deployments": self.gateway.balancer.report()}
         if local:
             payload["local_models"] = local
         if not upstreams and not local:

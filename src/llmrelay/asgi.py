@@ -25,7 +25,8 @@ class Exchange:
     """One request as the access log and the handlers see it."""
 
     __slots__ = ("scope", "receive", "send", "method", "path", "request_id", "started", "model", "upstream",
-                 "status", "bytes_out", "error_type", "client_gone", "error_body", "watch", "handler", "_watcher")
+                 "status", "bytes_out", "error_type", "client_gone", "error_body", "watch", "handler", "leases",
+                 "_watcher")
 
     def __init__(self, scope: Scope, receive: Receive, send: Send, watch: "DisconnectWatch"):
         self.scope = scope
@@ -44,6 +45,7 @@ class Exchange:
         self.error_body = error_body  # a surface sets its own API's error shape
         self.watch = watch
         self.handler: asyncio.Task | None = None
+        self.leases: list = []  # holds on deployments, released when the answer is done
         self._watcher: asyncio.Task | None = None
 
     def header(self, name: bytes) -> bytes | None:

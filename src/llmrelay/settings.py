@@ -40,6 +40,10 @@ class DeploymentConfig(BaseModel):
     connect_timeout: float | None = Field(None, gt=0)
     first_byte_timeout: float | None = Field(None, gt=0)
     options: dict[str, Any] = {}  # provider options, e.g. Ollama's {"num_ctx": 8192}
+    weight: float = Field(1.0, gt=0)  # share of requests under the "weighted" strategy
+    max_in_flight: int | None = Field(None, gt=0)  # requests at once; more wait in the node's queue
+    idle_timeout: float | None = Field(None, gt=0)  # longest gap between two chunks of an answer
+    total_timeout: float | None = Field(None, gt=0)  # longest whole answer
     # provider "local": a GGUF file run in the node (default: the embedded SmolLM2 model)
     model_path: str | None = None
     context_size: int | None = Field(None, gt=0)
@@ -63,6 +67,9 @@ class ModelConfig(BaseModel):
 
     name: str = Field(min_length=1)
     deployments: list[DeploymentConfig] = Field(min_length=1)
+    strategy: Literal["least-busy", "weighted", "latency"] = "least-busy"
+    fallbacks: list[str] = []  # models tried in order when every deployment failed
+    context_window_fallbacks: list[str] = []  # models tried when the prompt is too long for this one
 
 
 class Settings(BaseSettings):
@@ -101,6 +108,24 @@ class Settings(BaseSettings):
     local_threads: int = Field(min(4, os.cpu_count() or 1), gt=0,
                                validation_alias=_env("LLMRELAY_LOCAL_THREADS", "local_threads"))
     local_queue: int = Field(8, ge=0, validation_alias=_env("LLMRELAY_LOCAL_QUEUE", "local_queue"))
+
+    # Reliability: retries, cooldowns, timeouts, backpressure, shutdown.
+    retries: int = Field(2, ge=0, le=10, validation_alias=_env("LLMRELAY_RETRIES", "retries"))
+    retry_backoff: float = Field(0.1, ge=0, validation_alias=_env("LLMRELAY_RETRY_BACKOFF", "retry_backoff"))
+    cooldown_failures: int = Field(3, gt=0, validation_alias=_env("LLMRELAY_COOLDOWN_FAILURES", "cooldown_failures"))
+    cooldown_window: float = Field(60.0, gt=0, validation_alias=_env("LLMRELAY_COOLDOWN_WINDOW", "cooldown_window"))
+    cooldown_seconds: float = Field(30.0, gt=0, validation_alias=_env("LLMRELAY_COOLDOWN_SECONDS", "cooldown_seconds"))
+    probe_interval: float = Field(0.0, ge=0, validation_alias=_env("LLMRELAY_PROBE_INTERVAL", "probe_interval"))
+    idle_timeout: float = Field(120.0, gt=0, validation_alias=_env("LLMRELAY_IDLE_TIMEOUT", "idle_timeout"))
+    total_timeout: float = Field(1800.0, gt=0, validation_alias=_env("LLMRELAY_TOTAL_TIMEOUT", "total_timeout"))
+    max_in_flight: int = Field(1024, gt=0, validation_alias=_env("LLMRELAY_MAX_IN_FLIGHT", "max_in_flight"))
+    queue_size: int = Field(1024, ge=0, validation_alias=_env("LLMRELAY_QUEUE_SIZE", "queue_size"))
+    queue_timeout: float = Field(10.0, gt=0, validation_alias=_env("LLMRELAY_QUEUE_TIMEOUT", "queue_timeout"))
+    drain_seconds: float = Field(30.0, ge=0, validation_alias=_env("LLMRELAY_DRAIN_SECONDS", "drain_seconds"))
+    header_timeout: float = Field(10.0, gt=0, validation_alias=_env("LLMRELAY_HEADER_TIMEOUT", "header_timeout"))
+    body_timeout: float = Field(30.0, gt=0, validation_alias=_env("LLMRELAY_BODY_TIMEOUT", "body_timeout"))
+    max_header_bytes: int = Field(64 * 1024, gt=0, validation_alias=_env("LLMRELAY_MAX_HEADER_BYTES",
+                                                                         "max_header_bytes"))
 
     host: str = Field("127.0.0.1", validation_alias=_env("LLMRELAY_HOST", "host"))
     port: int = Field(8080, ge=1, le=65535, validation_alias=_env("LLMRELAY_PORT", "port"))

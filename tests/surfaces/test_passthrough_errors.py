@@ -85,7 +85,7 @@ def test_unresolvable_host_gets_502(start_node):
 def test_connect_timeout_gets_504(start_node):
     blackhole = Blackhole()
     try:
-        node = start_node({"LLM_CHAT_URL": blackhole.url, "LLMRELAY_CONNECT_TIMEOUT": "0.5"})
+        node = start_node({"LLM_CHAT_URL": blackhole.url, "LLMRELAY_CONNECT_TIMEOUT": "0.5", "LLMRELAY_RETRIES": "0"})
         started = time.monotonic()
         assert_error(post(node, chat_body("llama3")), 504, "upstream_timeout", "connection",
                      "LLMRELAY_CONNECT_TIMEOUT")
@@ -96,7 +96,7 @@ def test_connect_timeout_gets_504(start_node):
 
 def test_first_byte_timeout_gets_504(start_node, ollama):
     ollama.slow_seconds = 3
-    node = start_node({"LLM_CHAT_URL": ollama.url, "LLMRELAY_FIRST_BYTE_TIMEOUT": "0.5"})
+    node = start_node({"LLM_CHAT_URL": ollama.url, "LLMRELAY_FIRST_BYTE_TIMEOUT": "0.5", "LLMRELAY_RETRIES": "0"})
     started = time.monotonic()
     assert_error(post(node, chat_body("slow")), 504, "upstream_timeout", "LLMRELAY_FIRST_BYTE_TIMEOUT")
     assert time.monotonic() - started < 2.5

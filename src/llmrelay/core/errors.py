@@ -8,6 +8,8 @@ went wrong and what to do about it, and never contain a secret.
 class RelayError(Exception):
     status = 500
     type = "internal_error"
+    retryable = False  # another attempt (another deployment, or later) may succeed
+    context_window = False  # the prompt is too long for this model; a larger one may take it
 
     def __init__(self, message: str, *, headers: dict[str, str] | None = None):
         super().__init__(message)
@@ -53,6 +55,7 @@ class RateLimited(RelayError):
 class UpstreamUnavailable(RelayError):
     status = 502
     type = "upstream_unavailable"
+    retryable = True
 
 
 class NoUpstream(RelayError):
@@ -63,6 +66,11 @@ class NoUpstream(RelayError):
 class UpstreamTimeout(RelayError):
     status = 504
     type = "upstream_timeout"
+    retryable = True
+
+
+_CONTEXT_WINDOW_WORDS = ("context length", "context window", "maximum context", "too many tokens",
+                         "prompt is too long", "exceeds the context", "input is too long", "context_length_exceeded")
 
 
 def from_upstream_status(upstream: str, status: int, detail: str, retry_after: str | None = None) -> RelayError:
@@ -72,14 +80,16 @@ def from_upstream_status(upstream: str, status: int, detail: str, retry_after: s
     credentials or failing is the node's problem (502), not the client's.
     """
     message = f"the {upstream} upstream answered {status}: {detail}"
-    if status == 400 or status == 422:
-        return BadRequest(message)
+    if status in (400, 413, 422):
+        error = PayloadTooLarge(message) if status == 413 else BadRequest(message)
+        error.context_window = any(words in detail.lower() for words in _CONTEXT_WINDOW_WORDS)
+        return error
     if status == 404:
         return NotFound(message)
-    if status == 413:
-        return PayloadTooLarge(message)
     if status == 429:
-        return RateLimited(message, headers={"Retry-After": retry_after} if retry_after else None)
+        error = RateLimited(message, headers={"Retry-After": retry_after} if retry_after else None)
+        error.retryable = True
+        return error
     if status in (401, 403):
         return UpstreamUnavailable(f"the {upstream} upstream refused the node's credentials ({status}: {detail}); "
                                    "the node's operator must fix its API key")

@@ -17,6 +17,8 @@ class Upstream:
     default_headers: tuple[tuple[str, str], ...] = ()
     connect_timeout: float | None = None  # None: the node's setting
     first_byte_timeout: float | None = None
+    idle_timeout: float | None = None
+    total_timeout: float | None = None
 
     @property
     def display_url(self) -> str:

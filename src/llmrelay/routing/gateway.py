@@ -11,7 +11,9 @@ from llmrelay.providers.http_client import UpstreamClient
 from llmrelay.providers.local import LocalProvider
 from llmrelay.providers.ollama import OllamaProvider
 from llmrelay.providers.openai import OpenAIProvider
+from llmrelay.routing.balancer import Balancer
 from llmrelay.routing.models import Deployment, ModelCatalog, Route
+from llmrelay.routing.retry import Retrier
 from llmrelay.settings import Settings
 
 
@@ -20,6 +22,8 @@ class Gateway:
         self.catalog = catalog
         self.client = client
         self.prompt = settings.prompt
+        self.balancer = Balancer(settings)
+        self.retrier = Retrier(catalog, self.balancer, settings)
         self.local = LocalProvider(settings.local_context_size, settings.local_threads, settings.local_queue)
         self.providers: dict[str, ChatProvider | LocalProvider] = {
             provider.kind: provider for provider in (OllamaProvider(client), OpenAIProvider(client),
@@ -40,8 +44,9 @@ class Gateway:
         return self.catalog.route(model)
 
     def deployment(self, model: str) -> Deployment:
-        # Several deployments per model are chosen between by the reliability work; for now the first serves.
-        return self.route(model).deployments[0]
+        """One deployment for a request that needs no retries (model details, token counts)."""
+        route = self.route(model)
+        return self.balancer.pick(route, set())[0]
 
     async def chat(self, chat: Chat, deployment: Deployment) -> AsyncIterator[ChatEvent]:
         if self.prompt and chat.system is None:
@@ -49,11 +54,13 @@ class Gateway:
         provider = self.providers[deployment.provider]
         return await provider.chat(chat, deployment.upstream, deployment.model, deployment.options)
 
-    async def embed(self, model: str, inputs: list[str]) -> tuple[Deployment, list, int]:
-        deployment = self.deployment(model)
-        provider = self.providers[deployment.provider]
-        vectors, tokens = await provider.embed(deployment.upstream, deployment.model, inputs, deployment.options)
-        return deployment, vectors, tokens
+    async def embed(self, model: str, inputs: list[str], leases: list) -> tuple[Deployment, list, int]:
+        async def attempt(lease, final):
+            deployment = lease.deployment
+            provider = self.providers[deployment.provider]
+            vectors, tokens = await provider.embed(deployment.upstream, deployment.model, inputs, deployment.options)
+            return deployment, vectors, tokens
+        return await self.retrier.run(self.route(model), attempt, leases)
 
     async def ollama_tags(self) -> list[dict]:
         """The models LLM_CHAT_URL's Ollama has; none when it is down or not configured."""

@@ -18,12 +18,21 @@ from llmrelay.routing.names import ANTHROPIC_PREFIXES, EMBEDDED_NAMES, OLLAMA_PR
 from llmrelay.settings import DeploymentConfig, Settings
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, eq=False)
 class Deployment:
     provider: str  # "ollama", "openai", "anthropic", "cloudflare" or "local"
     model: str  # the upstream's name for the model
     upstream: Upstream
     options: dict = field(default_factory=dict)
+    weight: float = 1.0
+    max_in_flight: int | None = None
+    configured: bool = False
+
+    @property
+    def key(self) -> str:
+        """Identifies the deployment across requests (health, load, latency are kept per key). Routes made
+        from the environment share their upstream's key, so client-chosen model names cannot grow the table."""
+        return f"{self.provider} {self.upstream.chat_url}" + (f" {self.model}" if self.configured else "")
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,6 +40,9 @@ class Route:
     name: str  # the public name the client asked for
     deployments: tuple[Deployment, ...]
     configured: bool  # declared in the config file (listed by /v1/models)
+    strategy: str = "least-busy"
+    fallbacks: tuple[str, ...] = ()
+    context_window_fallbacks: tuple[str, ...] = ()
 
 
 class ModelCatalog:
@@ -44,8 +56,10 @@ class ModelCatalog:
                           if settings.anthropic_api_key else None)
         self.cloudflare = (cloudflare_upstream(settings.llm_cf_token.get_secret_value() if settings.llm_cf_token
                                                else None, settings.llm_cf_url) if settings.llm_cf_url else None)
-        self.configured = {model.name: Route(model.name, tuple(self._deployment(model.name, d) for d in model.deployments),
-                                             True) for model in settings.models}
+        self.configured = {
+            model.name: Route(model.name, tuple(self._deployment(model.name, d) for d in model.deployments), True,
+                              model.strategy, tuple(model.fallbacks), tuple(model.context_window_fallbacks))
+            for model in settings.models}
         path = settings.embedded_model or embedded_model_path()
         self.embedded = (Deployment("local", "smollm2", local_upstream(str(path)))
                          if settings.embedded and path else None)
@@ -95,7 +109,8 @@ class ModelCatalog:
         key = os.environ[config.api_key_env] if config.api_key_env else None
         setting = config.api_key_env or f"llmrelay.yaml model {name}"
         common = dict(setting=setting, headers=config.headers, connect_timeout=config.connect_timeout,
-                      first_byte_timeout=config.first_byte_timeout)
+                      first_byte_timeout=config.first_byte_timeout, idle_timeout=config.idle_timeout,
+                      total_timeout=config.total_timeout)
         if config.provider == "ollama":
             base = config.base_url or (self.ollama.base_url if self.ollama else "http://localhost:11434")
             upstream = ollama_upstream(base + "/api/chat", **common)
@@ -113,7 +128,8 @@ class ModelCatalog:
             if path is None:
                 raise NoUpstream(f"model {name}: a local deployment needs model_path (or the embedded model installed)")
             options = {"context_size": config.context_size, "threads": config.threads}
-            return Deployment("local", config.model or name, local_upstream(str(path)), options)
+            return Deployment("local", config.model or name, local_upstream(str(path)), options, config.weight,
+                              config.max_in_flight, True)
         else:
             if key is None and settings.llm_cf_token:
                 key = settings.llm_cf_token.get_secret_value()
@@ -121,4 +137,5 @@ class ModelCatalog:
             if base is None:
                 raise NoUpstream(f"model {name}: a cloudflare deployment needs base_url or LLM_CF_URL")
             upstream = cloudflare_upstream(key, base, **common)
-        return Deployment(config.provider, config.model or name, upstream, dict(config.options))
+        return Deployment(config.provider, config.model or name, upstream, dict(config.options), config.weight,
+                          config.max_in_flight, True)

@@ -5,7 +5,7 @@ looks like a vendor's (Ollama's `gpt-oss`) still reaches Ollama when that vendor
 """
 
 from llmrelay.providers.upstream import Upstream
-from llmrelay.routing.models import ModelCatalog
+from llmrelay.routing.models import Deployment, ModelCatalog, Route
 from llmrelay.routing.names import ANTHROPIC_PREFIXES, OLLAMA_PREFIX, OPENAI_PREFIXES, no_upstream
 
 
@@ -16,20 +16,26 @@ class PassthroughRoutes:
         self.anthropic = catalog.anthropic
         self.cloudflare = catalog.cloudflare
         self.catalog = catalog
+        # Same deployment objects as the translated surfaces, so health and load are shared per upstream.
+        self._deployments = {upstream.name: Deployment(upstream.name, "", upstream)
+                             for upstream in (self.ollama, self.openai, self.anthropic) if upstream is not None}
 
     def is_local(self, model: str) -> bool:
         """Whether the embedded model answers `model` (it speaks Ollama's format on this endpoint)."""
         route = self.catalog.embedded_route(model)
         return route is not None
-    def route(self, model: str) -> tuple[Upstream, bool]:
-        """The upstream for `model`, and whether the `ollama/` prefix must be removed from the body."""
+    def route(self, model: str) -> tuple[Route, bool]:
+        """The route for `model` (one upstream; the body names the model), and whether the `ollama/` prefix
+        must be removed from the body."""
         if model.startswith(OLLAMA_PREFIX):
-            return self._ollama(model), True
-        if self.openai is not None and model.startswith(OPENAI_PREFIXES):
-            return self.openai, False
-        if self.anthropic is not None and model.startswith(ANTHROPIC_PREFIXES):
-            return self.anthropic, False
-        return self._ollama(model), False
+            upstream, strip = self._ollama(model), True
+        elif self.openai is not None and model.startswith(OPENAI_PREFIXES):
+            upstream, strip = self.openai, False
+        elif self.anthropic is not None and model.startswith(ANTHROPIC_PREFIXES):
+            upstream, strip = self.anthropic, False
+        else:
+            upstream, strip = self._ollama(model), False
+        return Route(model, (self._deployments[upstream.name],), False), strip
 
     def _ollama(self, model: str) -> Upstream:
         if self.ollama is None:

@@ -16,7 +16,8 @@ from llmrelay.core.errors import RelayError
 from llmrelay.core.json_bytes import replace_top_level_string
 from llmrelay.routing.gateway import Gateway
 from llmrelay.routing.models import Deployment
-from llmrelay.surfaces.passthrough import forward, json_object, model_of
+from llmrelay.providers.http1 import Response
+from llmrelay.surfaces.passthrough import json_object, model_of, open_upstream, relay_and_close
 
 DROP_PARAMS_HEADER = b"x-llmrelay-drop-params"
 
@@ -76,21 +77,34 @@ class ChatSurface:
         request = json_object(body)
         model = model_of(request)
         ex.model = model
-        deployment = self.gateway.deployment(model)
-        ex.upstream = deployment.upstream.name
-        if deployment.provider == self.api:
-            await forward(ex, self.gateway.client, deployment.upstream, self.same_api_body(body, request, deployment),
-                          self.passthrough_url(deployment), self.stream_error_record)
-            return
-        chat = self.decode(request)
-        chat.received_ns = time.monotonic_ns()
-        chat.drop_untranslated = (ex.header(DROP_PARAMS_HEADER) or b"").lower() in (b"true", b"1", b"yes")
+        route = self.gateway.route(model)
+        drop = (ex.header(DROP_PARAMS_HEADER) or b"").lower() in (b"true", b"1", b"yes")
+        chat: Chat | None = None  # decoded only if an attempt has to translate
         ex.cancel_on_disconnect()
-        events = await self.gateway.chat(chat, deployment)
-        if chat.stream:
-            await self.stream(ex, chat, events)
+
+        async def attempt(lease, final: bool):
+            nonlocal chat
+            deployment = lease.deployment
+            ex.upstream = deployment.upstream.name
+            if deployment.provider == self.api:
+                return await open_upstream(ex, self.gateway.client, deployment.upstream,
+                                           self.same_api_body(body, request, deployment),
+                                           self.passthrough_url(deployment), final)
+            if chat is None:
+                chat = self.decode(request)
+                chat.drop_untranslated = drop
+                chat.received_ns = time.monotonic_ns()
+            events = await self.gateway.chat(chat, deployment)
+            # The first event is awaited here, so that an upstream failing before it can still be retried.
+            return await with_first_event(events)
+
+        answer = await self.gateway.retrier.run(route, attempt, ex.leases)
+        if isinstance(answer, Response):
+            await relay_and_close(ex, deployment_upstream(ex.leases), answer, self.stream_error_record)
+        elif chat.stream:
+            await self.stream(ex, chat, answer)
         else:
-            await ex.respond_json(200, self.render(chat, await collect(events)))
+            await ex.respond_json(200, self.render(chat, await collect(answer)))
 
     def same_api_body(self, body: bytes, request: dict, deployment: Deployment) -> bytes:
         prompt = self.gateway.prompt
@@ -116,3 +130,24 @@ class ChatSurface:
             ex.error_type = error.type
             await ex.body(encoder.error(error), more=True)
         await ex.body(b"")
+
+
+async def with_first_event(events: AsyncIterator[ChatEvent]) -> AsyncIterator[ChatEvent]:
+    """`events` with its first event already received (errors before it are raised here)."""
+    try:
+        first = await anext(events)
+    except StopAsyncIteration:
+        return events
+
+    async def chained():
+        try:
+            yield first
+            async for event in events:
+                yield event
+        finally:
+            await events.aclose()  # releases the upstream connection even if the reader stops early
+    return chained()
+
+
+def deployment_upstream(leases: list):
+    return leases[-1].deployment.upstream

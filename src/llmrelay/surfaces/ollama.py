@@ -270,7 +270,7 @@ class OllamaSurface(ChatSurface):
             inputs = [inputs]
         if not isinstance(inputs, list) or not all(isinstance(text, str) for text in inputs):
             raise BadRequest("input must be a string or a list of strings")
-        deployment, vectors, tokens = await self.gateway.embed(ex.model, inputs)
+        deployment, vectors, tokens = await self.gateway.embed(ex.model, inputs, ex.leases)
         ex.upstream = deployment.upstream.name
         await ex.respond_json(200, {"model": ex.model, "embeddings": vectors,
                                     "total_duration": time.monotonic_ns() - started, "load_duration": 0,

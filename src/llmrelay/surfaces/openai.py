@@ -211,7 +211,7 @@ class OpenAISurface(ChatSurface):
         if not isinstance(inputs, list) or not all(isinstance(text, str) for text in inputs):
             raise BadRequest("input must be a string or a list of strings")
         ex.model = request["model"]
-        deployment, vectors, tokens = await self.gateway.embed(request["model"], inputs)
+        deployment, vectors, tokens = await self.gateway.embed(request["model"], inputs, ex.leases)
         ex.upstream = deployment.upstream.name
         await ex.respond_json(200, {"object": "list", "model": request["model"],
                                     "data": [{"object": "embedding", "index": index, "embedding": vector}

@@ -10,17 +10,21 @@ from llmrelay.providers.cloudflare import model_url
 from llmrelay.providers.http1 import Response
 from llmrelay.providers.http_client import UpstreamClient
 from llmrelay.providers.upstream import Upstream
+from llmrelay.providers.wire import error_from_response
 from llmrelay.routing.names import OLLAMA_PREFIX
 from llmrelay.routing.passthrough import PassthroughRoutes
+from llmrelay.routing.retry import Retrier
 from llmrelay.surfaces.proxy_headers import client_response_headers, upstream_request_headers
 
 _SSE = b"text/event-stream"
 
 
 class PassthroughSurface:
-    def __init__(self, routes: PassthroughRoutes, client: UpstreamClient, max_body_bytes: int, local_chat):
+    def __init__(self, routes: PassthroughRoutes, client: UpstreamClient, retrier: Retrier, max_body_bytes: int,
+                 local_chat):
         self.routes = routes
         self.client = client
+        self.retrier = retrier
         self.max_body_bytes = max_body_bytes
         self.local_chat = local_chat  # answers an Ollama-format body from the embedded model
 
@@ -43,21 +47,47 @@ class PassthroughSurface:
         if self.routes.is_local(model):
             await self.local_chat(ex, body)
             return
-        upstream, strip_prefix = self.routes.route(model)
-        ex.upstream = upstream.name
+        route, strip_prefix = self.routes.route(model)
         if strip_prefix:
             body = replace_top_level_string(body, "model", model.removeprefix(OLLAMA_PREFIX))
-        await forward(ex, self.client, upstream, body)
+        ex.cancel_on_disconnect()
 
+        async def attempt(lease, final: bool) -> Response:
+            upstream = lease.deployment.upstream
+            ex.upstream = upstream.name
+            return await open_upstream(ex, self.client, upstream, body, None, final)
+
+        response = await self.retrier.run(route, attempt, ex.leases)
+        await relay_and_close(ex, ex.leases[-1].deployment.upstream, response, stream_error_record)
 
 async def forward(ex: Exchange, client: UpstreamClient, upstream: Upstream, body: bytes,
                   url: str | None = None, error_record=None) -> None:
-    """Send the client's body to the upstream and relay the answer as it comes."""
-    headers = upstream_request_headers(ex.scope["headers"], upstream, ex.request_id)
+    """Send the client's body to the upstream and relay the answer as it comes (no retries)."""
     ex.cancel_on_disconnect()
+    response = await open_upstream(ex, client, upstream, body, url, final=True)
+    await relay_and_close(ex, upstream, response, error_record or stream_error_record)
+
+
+RETRY_STATUSES = frozenset({429, 500, 502, 503, 504, 529})
+
+
+async def open_upstream(ex: Exchange, client: UpstreamClient, upstream: Upstream, body: bytes, url: str | None,
+                        final: bool) -> Response:
+    """The upstream's response to the client's body. Unless this is the last attempt, an answer worth
+    retrying (429, 5xx) is turned into a retryable error instead of being relayed."""
+    headers = upstream_request_headers(ex.scope["headers"], upstream, ex.request_id)
     response = await client.post(upstream, body, headers, url)
+    if response.status in RETRY_STATUSES and not final:
+        try:
+            raise await error_from_response(upstream, response)
+        finally:
+            response.close()
+    return response
+
+
+async def relay_and_close(ex: Exchange, upstream: Upstream, response: Response, error_record) -> None:
     try:
-        await relay(ex, upstream, response, error_record or stream_error_record)
+        await relay(ex, upstream, response, error_record)
     finally:
         # Closing an unfinished response drops its connection: that is how a client's cancel, or a
         # broken stream, reaches the upstream.
