@@ -8,14 +8,16 @@ from llmrelay.asgi import ClientGone, DisconnectWatch, Exchange, Receive, Scope,
 from llmrelay.core.errors import MethodNotAllowed, NotFound, RelayError
 from llmrelay.observability.access_log import AccessLog
 from llmrelay.providers.http_client import UpstreamClient
+from llmrelay.routing.admission import Admission
 from llmrelay.routing.gateway import Gateway
 from llmrelay.routing.models import ModelCatalog
+from llmrelay.routing.passthrough import PassthroughRoutes
+from llmrelay.server_protocol import GuardedHttpToolsProtocol
+from llmrelay.settings import Settings, load_settings
 from llmrelay.surfaces.anthropic import AnthropicSurface
 from llmrelay.surfaces.ollama import OllamaGenerateSurface, OllamaSurface
 from llmrelay.surfaces.openai import OpenAISurface
 from llmrelay.surfaces.openapi import openapi_document
-from llmrelay.routing.passthrough import PassthroughRoutes
-from llmrelay.settings import Settings, load_settings
 from llmrelay.surfaces.passthrough import PassthroughSurface
 
 log = logging.getLogger("llmrelay")
@@ -28,7 +30,8 @@ class RelayApp:
         self.settings = settings
         self.catalog = ModelCatalog(settings)
         self.routes = PassthroughRoutes(self.catalog)
-        self.client = UpstreamClient(settings.connect_timeout, settings.first_byte_timeout)
+        self.client = UpstreamClient(settings.connect_timeout, settings.first_byte_timeout, settings.idle_timeout,
+                                     settings.total_timeout)
         self.gateway = Gateway(self.catalog, self.client, settings)
         openai = OpenAISurface(self.gateway, settings.max_body_bytes)
         anthropic = AnthropicSurface(self.gateway, settings.max_body_bytes)
@@ -39,6 +42,7 @@ class RelayApp:
                                               ollama.handle_body)
         self.access_log: AccessLog | None = None
         self.disconnects = DisconnectWatch()
+        self.admission = Admission("the node", settings.max_in_flight, settings.queue_size, settings.queue_timeout)
         seed_chat = self.passthrough.chat
         self.handlers = {
             # The seed's pass-through endpoint, and the path the seed's text names.
@@ -65,6 +69,8 @@ class RelayApp:
             "/ready": {"GET": self.ready},
             "/openapi.json": {"GET": self.openapi},
         }
+        # Endpoints that hold an upstream or the embedded model: these count against the node's capacity.
+        self.admitted_paths = {path for path, methods in self.handlers.items() if "POST" in methods}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
@@ -107,7 +113,14 @@ class RelayApp:
         if handler is None:
             allowed = ", ".join(methods)
             raise MethodNotAllowed(f"{ex.path} accepts {allowed}, not {ex.method}", headers={"Allow": allowed})
-        await handler(ex)
+        if ex.path not in self.admitted_paths:
+            await handler(ex)
+            return
+        await self.admission.enter()
+        try:
+            await handler(ex)
+        finally:
+            self.admission.leave()
 
     async def health(self, ex: Exchange) -> None:
         await ex.respond_json(200, {"status": "ok", "version": __version__})
@@ -157,4 +170,8 @@ class RelayApp:
 
 def create_app(settings: Settings | None = None) -> RelayApp:
     """The ASGI app; uvicorn's workers call this with no arguments and read the settings themselves."""
-    return RelayApp(settings or load_settings())
+    settings = settings or load_settings()
+    GuardedHttpToolsProtocol.header_timeout = settings.header_timeout
+    GuardedHttpToolsProtocol.max_header_bytes = settings.max_header_bytes
+    Exchange.body_timeout = settings.body_timeout
+    return RelayApp(settings)

@@ -11,7 +11,7 @@ from collections.abc import Awaitable, Callable
 
 import orjson
 
-from llmrelay.core.errors import BadRequest, PayloadTooLarge, RelayError
+from llmrelay.core.errors import BadRequest, PayloadTooLarge, RelayError, RequestTimeout
 
 Scope = dict
 Receive = Callable[[], Awaitable[dict]]
@@ -54,8 +54,11 @@ class Exchange:
                 return value
         return None
 
+    body_timeout = 30.0  # seconds a client may take to send the rest of a body (set from the settings)
+
     async def read_body(self, limit: int) -> bytes:
-        """The whole request body, refusing anything over `limit` bytes before buffering it."""
+        """The whole request body, refusing anything over `limit` bytes before buffering it, and a client
+        that trickles it in slower than `body_timeout` allows."""
         declared = self.header(b"content-length")
         if declared is not None:
             try:
@@ -73,7 +76,12 @@ class Exchange:
         chunks = [body]
         size = len(body)
         while message.get("more_body"):
-            message = await self.receive()
+            try:
+                async with asyncio.timeout(self.body_timeout):
+                    message = await self.receive()
+            except TimeoutError:
+                raise RequestTimeout(f"the request body did not arrive within {self.body_timeout:g} s; send it "
+                                     "faster, or raise LLMRELAY_BODY_TIMEOUT") from None
             if message["type"] == "http.disconnect":
                 raise ClientGone()
             chunk = message.get("body", b"")

@@ -6,6 +6,7 @@ import uvicorn
 
 from llmrelay.observability.log_format import configure_logging
 from llmrelay.routing.models import ModelCatalog
+from llmrelay.server_protocol import GuardedHttpToolsProtocol
 from llmrelay.settings import Settings
 
 log = logging.getLogger("llmrelay")
@@ -22,7 +23,8 @@ def run(settings: Settings) -> None:
         port=settings.port,
         workers=settings.workers,
         loop="uvloop",
-        http="httptools",
+        http=GuardedHttpToolsProtocol,
+        timeout_graceful_shutdown=settings.drain_seconds,  # in-flight answers may finish, up to this long
         lifespan="on",
         access_log=False,
         server_header=False,

@@ -42,6 +42,11 @@ class MethodNotAllowed(RelayError):
     type = "method_not_allowed"
 
 
+class RequestTimeout(RelayError):
+    status = 408
+    type = "request_timeout"
+
+
 class PayloadTooLarge(RelayError):
     status = 413
     type = "request_too_large"

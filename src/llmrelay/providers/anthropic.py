@@ -5,11 +5,21 @@ from collections.abc import AsyncIterator
 
 import orjson
 
-from llmrelay.core.chat import (Chat, ChatEvent, Finish, Message, ReasoningDelta, TextDelta, TextPart,
-                                ToolCallDelta, ToolCallStart, Usage)
+from llmrelay.core.chat import (
+    Chat,
+    ChatEvent,
+    Finish,
+    Message,
+    ReasoningDelta,
+    TextDelta,
+    TextPart,
+    ToolCallDelta,
+    ToolCallStart,
+    Usage,
+)
 from llmrelay.core.errors import BadRequest, UpstreamUnavailable
-from llmrelay.providers.upstream import Upstream
 from llmrelay.providers.base import ChatProvider
+from llmrelay.providers.upstream import Upstream
 from llmrelay.providers.wire import json_data, sse_events
 
 DEFAULT_MAX_TOKENS = 4096  # Anthropic requires max_tokens; clients of other APIs often leave it out

@@ -8,7 +8,15 @@ from collections.abc import AsyncIterator
 
 import orjson
 
-from llmrelay.core.chat import Chat, ChatEvent, Finish, TextDelta, ToolCallDelta, ToolCallStart, Usage
+from llmrelay.core.chat import (
+    Chat,
+    ChatEvent,
+    Finish,
+    TextDelta,
+    ToolCallDelta,
+    ToolCallStart,
+    Usage,
+)
 from llmrelay.core.errors import BadRequest, UpstreamUnavailable
 from llmrelay.core.ids import tool_call_id
 from llmrelay.providers.base import ChatProvider

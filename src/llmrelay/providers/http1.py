@@ -28,6 +28,14 @@ class FirstByteTimeout(TimeoutError):
     """Connected and sent, but no answer started within the first-byte timeout."""
 
 
+class IdleTimeout(TimeoutError):
+    """The answer had started, then the upstream sent nothing for too long."""
+
+
+class TotalTimeout(TimeoutError):
+    """The whole answer took longer than allowed."""
+
+
 class ConnectionLost(ConnectionError):
     """The upstream closed the connection before its answer was complete."""
 
@@ -51,10 +59,12 @@ class Response:
         self._error: BaseException | None = None
         self._waiter: asyncio.Future | None = None
         self._released = False
+        self.last_activity = time.monotonic()
 
     # -- fed by the connection --
 
     def _feed(self, data: bytes) -> None:
+        self.last_activity = time.monotonic()
         self._chunks.append(data)
         self._buffered += len(data)
         if self._buffered > _PAUSE_AT:
@@ -87,6 +97,8 @@ class Response:
                 self.release()
                 return
             elif self._error is not None:
+                if isinstance(self._error, TimeoutError):
+                    raise self._error
                 raise ConnectionLost(str(self._error) or "the upstream closed the connection mid-answer")
             else:
                 self._waiter = asyncio.get_running_loop().create_future()
@@ -115,6 +127,15 @@ class Response:
         if not self._released:
             self._released = True
             self._connection.done(reusable=self._complete)
+
+    def expire(self, error: TimeoutError) -> None:
+        """A deadline passed mid-answer: end it with `error` and drop the connection."""
+        self._finish(error)
+        self._connection.close()
+
+    @property
+    def finished(self) -> bool:
+        return self._released or self._complete or self._error is not None
 
     def close(self) -> None:
         """Stop reading: an unfinished answer's connection is closed, so the upstream sees the cancel."""
@@ -294,6 +315,7 @@ class Client:
         self.targets: dict[str, tuple[Pool, bytes]] = {}
         self.ssl_context = ssl.create_default_context()
         self.waiting: dict[Connection, float] = {}  # connection -> first-byte deadline
+        self.reading: dict[Response, tuple[float, float]] = {}  # response -> (idle timeout, total deadline)
         self._sweeper: asyncio.Task | None = None
 
     def pool(self, url: str) -> tuple[Pool, bytes]:
@@ -317,17 +339,22 @@ class Client:
         return pool, target.encode()
 
     async def request(self, method: str, url: str, headers: dict[str, str], body: bytes | None,
-                      connect_timeout: float, first_byte_timeout: float) -> Response:
+                      connect_timeout: float, first_byte_timeout: float, idle_timeout: float = 3600.0,
+                      total_timeout: float = 86400.0) -> Response:
         pool, target = self.pool(url)
         head = _request_head(method.encode(), target, pool.host_header, headers, body)
         if self._sweeper is None:
             self._sweeper = asyncio.get_running_loop().create_task(self._sweep())
-        deadline = time.monotonic() + first_byte_timeout
+        started = time.monotonic()
+        deadline = started + first_byte_timeout
         for attempt in (1, 2):
             connection = await pool.acquire(max(0.0, min(connect_timeout, deadline - time.monotonic())))
             self.waiting[connection] = deadline
             try:
-                return await connection.send(head, body)
+                response = await connection.send(head, body)
+                if not response._complete:
+                    self.reading[response] = (idle_timeout, started + total_timeout)
+                return response
             except StaleConnection:
                 # The upstream closed its idle connections (a restart, an idle timeout): drop them all and
                 # try once on a fresh one; it never saw this request.
@@ -348,6 +375,15 @@ class Client:
             for connection in [c for c, deadline in self.waiting.items() if deadline <= now]:
                 self.waiting.pop(connection, None)
                 connection.expire()
+            for response, (idle_timeout, deadline) in list(self.reading.items()):
+                if response.finished:
+                    del self.reading[response]
+                elif now - response.last_activity > idle_timeout:
+                    del self.reading[response]
+                    response.expire(IdleTimeout(f"no data for {idle_timeout:g} s"))
+                elif now > deadline:
+                    del self.reading[response]
+                    response.expire(TotalTimeout("the answer took too long"))
 
     def close(self) -> None:
         if self._sweeper is not None:

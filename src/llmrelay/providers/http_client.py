@@ -14,9 +14,12 @@ from llmrelay.providers.upstream import Upstream
 
 
 class UpstreamClient:
-    def __init__(self, connect_timeout: float, first_byte_timeout: float):
+    def __init__(self, connect_timeout: float, first_byte_timeout: float, idle_timeout: float = 120.0,
+                 total_timeout: float = 1800.0):
         self.connect_timeout = connect_timeout
         self.first_byte_timeout = first_byte_timeout
+        self.idle_timeout = idle_timeout
+        self.total_timeout = total_timeout
         self._client = Client()
 
     async def open(self, upstreams: list[Upstream]) -> None:
@@ -37,7 +40,9 @@ class UpstreamClient:
         connect_timeout = upstream.connect_timeout or self.connect_timeout
         first_byte_timeout = upstream.first_byte_timeout or self.first_byte_timeout
         try:
-            return await self._client.request(method, url, headers, body, connect_timeout, first_byte_timeout)
+            return await self._client.request(method, url, headers, body, connect_timeout, first_byte_timeout,
+                                              upstream.idle_timeout or self.idle_timeout,
+                                              upstream.total_timeout or self.total_timeout)
         except ConnectTimeout:
             raise UpstreamTimeout(f"{_where(upstream)} did not accept a connection within {connect_timeout:g} s; "
                                   "check that it is running, or raise LLMRELAY_CONNECT_TIMEOUT") from None

@@ -14,7 +14,12 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from llmrelay.core.chat import Chat, ChatEvent, Finish, TextDelta, Usage
-from llmrelay.core.errors import BadRequest, NoUpstream, RateLimited, UpstreamUnavailable
+from llmrelay.core.errors import (
+    BadRequest,
+    NoUpstream,
+    RateLimited,
+    UpstreamUnavailable,
+)
 from llmrelay.providers.base import refuse_untranslatable
 from llmrelay.providers.upstream import Upstream
 

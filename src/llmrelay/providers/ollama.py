@@ -5,12 +5,20 @@ from urllib.parse import urlsplit
 
 import orjson
 
-from llmrelay.core.chat import (Chat, ChatEvent, Finish, ReasoningDelta, TextDelta, ToolCallDelta,
-                                ToolCallStart, Usage)
+from llmrelay.core.chat import (
+    Chat,
+    ChatEvent,
+    Finish,
+    ReasoningDelta,
+    TextDelta,
+    ToolCallDelta,
+    ToolCallStart,
+    Usage,
+)
 from llmrelay.core.errors import BadRequest, UpstreamUnavailable
 from llmrelay.core.ids import tool_call_id
-from llmrelay.providers.upstream import Upstream, origin
 from llmrelay.providers.base import ChatProvider
+from llmrelay.providers.upstream import Upstream, origin
 from llmrelay.providers.wire import ndjson_records, post_json, read_json
 
 CHAT_PATH = "/api/chat"

@@ -4,12 +4,21 @@ SDK's `base_url` does."""
 
 from collections.abc import AsyncIterator
 
-from llmrelay.core.chat import (Chat, ChatEvent, Finish, ReasoningDelta, TextDelta, TextPart, ToolCallDelta,
-                                ToolCallStart, Usage)
+from llmrelay.core.chat import (
+    Chat,
+    ChatEvent,
+    Finish,
+    ReasoningDelta,
+    TextDelta,
+    TextPart,
+    ToolCallDelta,
+    ToolCallStart,
+    Usage,
+)
 from llmrelay.core.errors import UpstreamUnavailable
 from llmrelay.core.ids import tool_call_id
-from llmrelay.providers.upstream import Upstream
 from llmrelay.providers.base import ChatProvider
+from llmrelay.providers.upstream import Upstream
 from llmrelay.providers.wire import json_data, post_json, read_json, sse_events
 
 _PLAIN_PARAMS = ("temperature", "top_p", "stop", "seed", "presence_penalty", "frequency_penalty")

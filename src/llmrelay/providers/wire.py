@@ -5,7 +5,12 @@ from collections.abc import AsyncIterator
 
 import orjson
 
-from llmrelay.core.errors import RelayError, UpstreamUnavailable, from_upstream_status
+from llmrelay.core.errors import (
+    RelayError,
+    UpstreamTimeout,
+    UpstreamUnavailable,
+    from_upstream_status,
+)
 from llmrelay.providers.http1 import Response
 from llmrelay.providers.http_client import UpstreamClient
 from llmrelay.providers.upstream import Upstream
@@ -64,6 +69,10 @@ async def read_json(upstream: Upstream, response: Response) -> dict:
 
 
 def broken_off(upstream: Upstream, exc: BaseException) -> RelayError:
+    if isinstance(exc, TimeoutError):
+        return UpstreamTimeout(
+            f"the {upstream.name} upstream at {upstream.display_url} stalled mid-answer ({exc}); raise "
+            "LLMRELAY_IDLE_TIMEOUT or LLMRELAY_TOTAL_TIMEOUT if it is just slow")
     return UpstreamUnavailable(
         f"the {upstream.name} upstream at {upstream.display_url} broke off its answer ({type(exc).__name__}); "
         "try again")

@@ -14,7 +14,13 @@ from llmrelay.providers.local import embedded_model_path, local_upstream
 from llmrelay.providers.ollama import ollama_upstream
 from llmrelay.providers.openai import openai_upstream
 from llmrelay.providers.upstream import Upstream
-from llmrelay.routing.names import ANTHROPIC_PREFIXES, EMBEDDED_NAMES, OLLAMA_PREFIX, OPENAI_PREFIXES, no_upstream
+from llmrelay.routing.names import (
+    ANTHROPIC_PREFIXES,
+    EMBEDDED_NAMES,
+    OLLAMA_PREFIX,
+    OPENAI_PREFIXES,
+    no_upstream,
+)
 from llmrelay.settings import DeploymentConfig, Settings
 
 

@@ -6,7 +6,12 @@ looks like a vendor's (Ollama's `gpt-oss`) still reaches Ollama when that vendor
 
 from llmrelay.providers.upstream import Upstream
 from llmrelay.routing.models import Deployment, ModelCatalog, Route
-from llmrelay.routing.names import ANTHROPIC_PREFIXES, OLLAMA_PREFIX, OPENAI_PREFIXES, no_upstream
+from llmrelay.routing.names import (
+    ANTHROPIC_PREFIXES,
+    OLLAMA_PREFIX,
+    OPENAI_PREFIXES,
+    no_upstream,
+)
 
 
 class PassthroughRoutes:

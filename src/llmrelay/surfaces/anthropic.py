@@ -3,8 +3,20 @@
 import orjson
 
 from llmrelay.asgi import Exchange
-from llmrelay.core.chat import (Chat, Completion, Finish, ImagePart, Message, ReasoningDelta, TextDelta, TextPart,
-                                Tool, ToolCall, ToolCallDelta, ToolCallStart)
+from llmrelay.core.chat import (
+    Chat,
+    Completion,
+    Finish,
+    ImagePart,
+    Message,
+    ReasoningDelta,
+    TextDelta,
+    TextPart,
+    Tool,
+    ToolCall,
+    ToolCallDelta,
+    ToolCallStart,
+)
 from llmrelay.core.errors import BadRequest, RelayError
 from llmrelay.core.ids import message_id
 from llmrelay.surfaces.chat_surface import ChatSurface, StreamEncoder

@@ -14,10 +14,15 @@ from llmrelay.asgi import Exchange
 from llmrelay.core.chat import Chat, ChatEvent, Completion, collect
 from llmrelay.core.errors import RelayError
 from llmrelay.core.json_bytes import replace_top_level_string
+from llmrelay.providers.http1 import Response
 from llmrelay.routing.gateway import Gateway
 from llmrelay.routing.models import Deployment
-from llmrelay.providers.http1 import Response
-from llmrelay.surfaces.passthrough import json_object, model_of, open_upstream, relay_and_close
+from llmrelay.surfaces.passthrough import (
+    json_object,
+    model_of,
+    open_upstream,
+    relay_and_close,
+)
 
 DROP_PARAMS_HEADER = b"x-llmrelay-drop-params"
 

@@ -6,8 +6,20 @@ import time
 import orjson
 
 from llmrelay.asgi import Exchange
-from llmrelay.core.chat import (Chat, Completion, Finish, ImagePart, Message, ReasoningDelta, TextDelta, TextPart,
-                                Tool, ToolCall, ToolCallDelta, ToolCallStart)
+from llmrelay.core.chat import (
+    Chat,
+    Completion,
+    Finish,
+    ImagePart,
+    Message,
+    ReasoningDelta,
+    TextDelta,
+    TextPart,
+    Tool,
+    ToolCall,
+    ToolCallDelta,
+    ToolCallStart,
+)
 from llmrelay.core.errors import BadRequest, RelayError
 from llmrelay.core.ids import tool_call_id
 from llmrelay.routing.models import Deployment

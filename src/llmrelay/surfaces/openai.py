@@ -3,8 +3,19 @@
 import orjson
 
 from llmrelay.asgi import Exchange
-from llmrelay.core.chat import (Chat, Completion, Finish, Message, ReasoningDelta, TextDelta, TextPart, Tool,
-                                ToolCall, ToolCallDelta, ToolCallStart)
+from llmrelay.core.chat import (
+    Chat,
+    Completion,
+    Finish,
+    Message,
+    ReasoningDelta,
+    TextDelta,
+    TextPart,
+    Tool,
+    ToolCall,
+    ToolCallDelta,
+    ToolCallStart,
+)
 from llmrelay.core.errors import BadRequest, RelayError
 from llmrelay.core.ids import completion_id, unix_time
 from llmrelay.surfaces.chat_surface import ChatSurface, StreamEncoder

@@ -4,7 +4,13 @@ byte, and the upstream's status, headers and bytes come back as they arrive."""
 import orjson
 
 from llmrelay.asgi import Exchange
-from llmrelay.core.errors import BadRequest, NoUpstream, RelayError, UpstreamUnavailable
+from llmrelay.core.errors import (
+    BadRequest,
+    NoUpstream,
+    RelayError,
+    UpstreamTimeout,
+    UpstreamUnavailable,
+)
 from llmrelay.core.json_bytes import replace_top_level_string
 from llmrelay.providers.cloudflare import model_url
 from llmrelay.providers.http1 import Response
@@ -14,7 +20,10 @@ from llmrelay.providers.wire import error_from_response
 from llmrelay.routing.names import OLLAMA_PREFIX
 from llmrelay.routing.passthrough import PassthroughRoutes
 from llmrelay.routing.retry import Retrier
-from llmrelay.surfaces.proxy_headers import client_response_headers, upstream_request_headers
+from llmrelay.surfaces.proxy_headers import (
+    client_response_headers,
+    upstream_request_headers,
+)
 
 _SSE = b"text/event-stream"
 
@@ -144,9 +153,13 @@ async def relay(ex: Exchange, upstream: Upstream, response: Response, error_reco
 
 
 def _broken_off(upstream: Upstream, exc: BaseException) -> RelayError:
+    if isinstance(exc, TimeoutError):
+        return UpstreamTimeout(
+            f"the {upstream.name} upstream at {upstream.display_url} stalled mid-answer ({exc}); raise "
+            "LLMRELAY_IDLE_TIMEOUT or LLMRELAY_TOTAL_TIMEOUT if it is just slow")
     return UpstreamUnavailable(
-        f"the {upstream.name} upstream at {upstream.display_url} broke off its answer "
-        f"({type(exc).__name__}); try again")
+        f"the {upstream.name} upstream at {upstream.display_url} broke off its answer ({type(exc).__name__}); "
+        "try again")
 
 
 def stream_error_record(error: RelayError, last_chunk: bytes, sse: bool) -> bytes:
