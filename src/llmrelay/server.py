@@ -1,6 +1,7 @@
 """Runs the app under uvicorn (httptools parser, uvloop event loop), with the start-up banner."""
 
 import logging
+import signal
 
 import uvicorn
 
@@ -14,6 +15,10 @@ log = logging.getLogger("llmrelay")
 
 def run(settings: Settings) -> None:
     configure_logging(settings.log_format)
+    # uvicorn drains on SIGTERM/SIGINT, then raises the signal again against the handler it found. Finding
+    # this one, the process ends with status 0 after a clean drain instead of dying by the signal.
+    for stop in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(stop, _drained)
     for line in banner(settings):
         log.info("%s", line)
     uvicorn.run(
@@ -31,6 +36,10 @@ def run(settings: Settings) -> None:
         proxy_headers=False,  # X-Forwarded-* from clients is not trusted: the node may face them directly
         log_config=None,  # keep the handlers configure_logging installed
     )
+
+
+def _drained(signum, frame) -> None:
+    """Reached only after uvicorn's own handler has drained and shut the node down."""
 
 
 def banner(settings: Settings) -> list[str]:

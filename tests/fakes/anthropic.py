@@ -96,6 +96,8 @@ class FakeAnthropic(FakeServer):
         model = body.get("model", "")
         if scenario(model) == "missing":
             return _error(404, "not_found_error", f"model: {model}")
+        if early := self.fault(model):
+            return early
         asked, problem = _asked(body)
         if problem:
             return _error(400, "invalid_request_error", problem)

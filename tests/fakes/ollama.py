@@ -99,6 +99,8 @@ class FakeOllama(FakeServer):
         model = body.get("model", "")
         if scenario(model) == "missing":
             return _error(404, f"model '{model}' not found")
+        if early := self.fault(model):
+            return early
         asked, problem = _asked(body)
         if problem:
             return _error(400, problem)

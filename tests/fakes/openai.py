@@ -92,6 +92,8 @@ class FakeOpenAI(FakeServer):
         model = body.get("model", "")
         if scenario(model) == "missing":
             return _error(404, f"The model `{model}` does not exist.", "model_not_found")
+        if early := self.fault(model):
+            return early
         asked, problem = _asked(body)
         if problem:
             return _error(400, problem)

@@ -35,6 +35,7 @@ class FakeServer:
         self.release = threading.Event()  # lets a held-back last chunk go
         self.disconnected = threading.Event()  # set when a client went away mid-answer
         self.slow_seconds = 2.0
+        self.calls: dict[str, int] = {}  # requests per model, for the fail-once scenarios
         self._loop = asyncio.new_event_loop()
         self._runner: web.AppRunner | None = None
         self.port = 0
@@ -59,8 +60,16 @@ class FakeServer:
 
     def reset(self) -> None:
         self.requests.clear()
+        self.calls.clear()
         self.release.clear()
         self.disconnected.clear()
+
+    def drop_connections(self) -> None:
+        """Close every open connection, as an upstream restarting or timing out idle keep-alives does."""
+        async def drop():
+            for protocol in list(self._runner.server.connections):
+                protocol.force_close()
+        asyncio.run_coroutine_threadsafe(drop(), self._loop).result(5)
 
     def last(self) -> Recorded:
         return self.requests[-1]
@@ -101,6 +110,10 @@ class FakeServer:
                 if model == "die-midway" and index == 2:
                     request.transport.abort()
                     return response
+                if model == "truncated" and index == 2:
+                    await response.write(chunk[: len(chunk) // 2])  # half a record, then the connection drops
+                    request.transport.abort()
+                    return response
                 if model == "hang" and index == 1:
                     await asyncio.sleep(3600)
                 await response.write(chunk)
@@ -110,12 +123,31 @@ class FakeServer:
             raise
         return response
 
+    def fault(self, model: str) -> web.Response | None:
+        """An early answer for the fault scenarios that do not depend on the protocol."""
+        kind = scenario(model)
+        if kind in ("fail-once", "rate-limited-once"):
+            self.calls[model] = self.calls.get(model, 0) + 1
+            if self.calls[model] == 1:
+                if kind == "fail-once":
+                    return web.json_response({"error": "internal error, try again"}, status=500)
+                return web.json_response({"error": "slow down"}, status=429, headers={"Retry-After": "1"})
+        if kind == "always-500":
+            return web.json_response({"error": "internal error"}, status=500)
+        if kind == "malformed":
+            return web.Response(body=b'{"model": "x", "message": {"content": "cut', content_type="application/json")
+        if kind == "context-too-long":
+            return web.json_response({"error": "prompt too long: exceeds the context window of this model"},
+                                     status=400)
+        return None
+
     async def slow_if_asked(self, model: str) -> None:
         if scenario(model) == "slow":
             await asyncio.sleep(self.slow_seconds)
 
 
-SCENARIOS = ("hold-last", "die-midway", "hang", "slow", "missing")
+SCENARIOS = ("hold-last", "die-midway", "hang", "slow", "missing", "fail-once", "rate-limited-once", "malformed",
+             "always-500", "truncated", "context-too-long")
 
 
 def scenario(model: str) -> str | None:

@@ -36,7 +36,7 @@ async def error_from_response(upstream: Upstream, response: Response) -> RelayEr
     except OSError:
         body = b""
     return from_upstream_status(upstream.name, response.status, error_detail(body),
-                                response.headers.get("Retry-After"))
+                                response.headers.get("retry-after"))
 
 
 def error_detail(body: bytes) -> str:
