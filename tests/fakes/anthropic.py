@@ -74,6 +74,9 @@ class FakeAnthropic(FakeServer):
         app.router.add_post("/v1/messages/count_tokens", self.count_tokens)
         app.router.add_get("/v1/models", self.models)
 
+    def bad_request(self, message: str) -> web.Response:
+        return _error(400, "invalid_request_error", message)
+
     def _refused(self, request: web.Request) -> web.Response | None:
         if request.headers.get("x-api-key") != self.api_key:
             return _error(401, "authentication_error", "invalid x-api-key")

@@ -65,6 +65,9 @@ class FakeOpenAI(FakeServer):
         app.router.add_post("/v1/embeddings", self.embeddings)
         app.router.add_get("/v1/models", self.models)
 
+    def bad_request(self, message: str) -> web.Response:
+        return _error(400, message)
+
     def _unauthorized(self, request: web.Request) -> web.Response | None:
         if request.headers.get("Authorization") == f"Bearer {self.api_key}":
             return None

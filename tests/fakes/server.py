@@ -93,7 +93,14 @@ class FakeServer:
         peer = request.transport.get_extra_info("peername") if request.transport else None
         self.requests.append(Recorded(request.method, request.path, dict(request.headers), body,
                                       peer[1] if peer else 0))
-        return await handler(request)
+        try:
+            return await handler(request)
+        except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
+            # Real upstreams validate their input; a malformed request gets 400, never a crash.
+            return self.bad_request(f"invalid request: {type(exc).__name__} {exc}")
+
+    def bad_request(self, message: str) -> web.Response:
+        return web.json_response({"error": message}, status=400)
 
     async def stream(self, request: web.Request, model: str, content_type: str, chunks: list[bytes]):
         """Send `chunks` as a chunked response, following the scenario the model's name picks."""
