@@ -42,6 +42,7 @@ class RelayApp:
                                               ollama.handle_body)
         self.access_log: AccessLog | None = None
         self.disconnects = DisconnectWatch()
+        self.prober: asyncio.Task | None = None
         self.admission = Admission("the node", settings.max_in_flight, settings.queue_size, settings.queue_timeout)
         seed_chat = self.passthrough.chat
         self.handlers = {
@@ -160,8 +161,13 @@ class RelayApp:
         self.access_log = AccessLog(self.settings.log_format)
         await self.client.open(self.catalog.upstreams)
         await self.gateway.load_embedded()
+        if self.settings.probe_interval:
+            self.prober = asyncio.get_running_loop().create_task(
+                self.gateway.probe_forever(self.settings.probe_interval, self.settings.ready_timeout))
 
     async def shutdown(self) -> None:
+        if self.prober is not None:
+            self.prober.cancel()
         self.disconnects.close()
         await self.client.close()
         if self.access_log is not None:

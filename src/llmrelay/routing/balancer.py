@@ -80,6 +80,9 @@ class Balancer:
         self.settings = settings
         self.health: dict[str, Health] = {}
 
+    def health_of(self, deployment: Deployment) -> Health:
+        return self._health(deployment)
+
     def _health(self, deployment: Deployment) -> Health:
         health = self.health.get(deployment.key)
         if health is None:

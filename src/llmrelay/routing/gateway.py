@@ -1,5 +1,6 @@
 """Where surfaces meet providers: a neutral chat goes to the provider of the deployment that serves it."""
 
+import asyncio
 from collections.abc import AsyncIterator
 
 from llmrelay.core.chat import Chat, ChatEvent, Message, TextPart
@@ -36,6 +37,23 @@ class Gateway:
         embedded = self.catalog.embedded
         if embedded is not None and self.catalog.nothing_configured:
             await self.local.runtime(embedded.upstream.chat_url.removeprefix("local:"), embedded.options).load()
+
+    async def probe_forever(self, interval: float, timeout: float) -> None:
+        """Probe every HTTP deployment each `interval` seconds: a failing probe counts as a failure (enough of
+        them cool it down); an answering one brings a cooled-down deployment back early."""
+        while True:
+            await asyncio.sleep(interval)
+            deployments = {d.key: d for route in self.catalog.configured.values() for d in route.deployments
+                           if d.provider != "local"}
+            for health in self.balancer.health.values():  # environment routes in use, too
+                deployments.setdefault(health.deployment.key, health.deployment)
+            reports = await asyncio.gather(*(self.client.probe(d.upstream, timeout) for d in deployments.values()))
+            for deployment, report in zip(deployments.values(), reports):
+                health = self.balancer.health_of(deployment)
+                if report["ready"]:
+                    self.balancer.recovered(health)
+                else:
+                    self.balancer.failure(health)
 
     def local_status(self) -> list[dict]:
         return [runtime.status() for runtime in self.local.runtimes.values()]
