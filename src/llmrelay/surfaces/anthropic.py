@@ -21,7 +21,7 @@ from llmrelay.core.errors import BadRequest, RelayError
 from llmrelay.core.ids import message_id
 from llmrelay.surfaces.chat_surface import ChatSurface, StreamEncoder
 from llmrelay.surfaces.decoding import expect, image_from_url, optional_number
-from llmrelay.surfaces.passthrough import forward, json_object, model_of
+from llmrelay.surfaces.passthrough import forward, json_object, model_of, sse_boundary
 
 _STOP = {"stop": "end_turn", "length": "max_tokens", "tool_calls": "tool_use", "content_filter": "refusal"}
 _UNTRANSLATED_OK = {"metadata", "service_tier"}
@@ -212,8 +212,7 @@ class AnthropicSurface(ChatSurface):
         return orjson.dumps(error_payload(error))
 
     def stream_error_record(self, error: RelayError, last_chunk: bytes, sse: bool) -> bytes:
-        separator = b"" if last_chunk.endswith(b"\n\n") else (b"\n" if last_chunk.endswith(b"\n") else b"\n\n")
-        return separator + _event("error", error_payload(error))
+        return sse_boundary(last_chunk) + _event("error", error_payload(error))
 
     def add_prompt(self, request: dict, prompt: str) -> bool:
         if request.get("system"):

@@ -20,7 +20,7 @@ from llmrelay.core.errors import BadRequest, RelayError
 from llmrelay.core.ids import completion_id, unix_time
 from llmrelay.surfaces.chat_surface import ChatSurface, StreamEncoder
 from llmrelay.surfaces.decoding import expect, image_from_url, optional_number
-from llmrelay.surfaces.passthrough import json_object, model_of
+from llmrelay.surfaces.passthrough import json_object, model_of, sse_boundary
 
 _PARAMS = ("temperature", "top_p", "top_k", "seed", "presence_penalty", "frequency_penalty")
 _UNTRANSLATED_OK = {"user", "parallel_tool_calls", "store", "metadata", "service_tier"}  # no effect on the answer
@@ -196,8 +196,7 @@ class OpenAISurface(ChatSurface):
         return orjson.dumps(error_payload(error))
 
     def stream_error_record(self, error: RelayError, last_chunk: bytes, sse_framing: bool) -> bytes:
-        separator = b"" if last_chunk.endswith(b"\n\n") else (b"\n" if last_chunk.endswith(b"\n") else b"\n\n")
-        return separator + sse(error_payload(error))
+        return sse_boundary(last_chunk) + sse(error_payload(error))
 
     def add_prompt(self, request: dict, prompt: str) -> bool:
         messages = request.get("messages")

@@ -8,15 +8,13 @@ from llmrelay.core.errors import (
     BadRequest,
     NoUpstream,
     RelayError,
-    UpstreamTimeout,
-    UpstreamUnavailable,
 )
 from llmrelay.core.json_bytes import replace_top_level_string
 from llmrelay.providers.cloudflare import model_url
 from llmrelay.providers.http1 import Response
 from llmrelay.providers.http_client import UpstreamClient
 from llmrelay.providers.upstream import Upstream
-from llmrelay.providers.wire import error_from_response
+from llmrelay.providers.wire import broken_off, error_from_response
 from llmrelay.routing.names import OLLAMA_PREFIX
 from llmrelay.routing.passthrough import PassthroughRoutes
 from llmrelay.routing.retry import Retrier
@@ -132,7 +130,7 @@ async def relay(ex: Exchange, upstream: Upstream, response: Response, error_reco
         try:
             data = await response.read()
         except OSError as exc:
-            raise _broken_off(upstream, exc) from None
+            raise broken_off(upstream, exc) from None
         headers.append((b"content-length", str(len(data)).encode()))
         await ex.start(response.status, headers)
         await ex.body(data)
@@ -145,21 +143,11 @@ async def relay(ex: Exchange, upstream: Upstream, response: Response, error_reco
             await ex.body(chunk, more=True)
             last = chunk
     except OSError as exc:
-        error = _broken_off(upstream, exc)
+        error = broken_off(upstream, exc)
         ex.error_type = error.type
         sse = (response.headers.get("content-type") or "").encode().startswith(_SSE)
         await ex.body(error_record(error, last, sse), more=True)
     await ex.body(b"")
-
-
-def _broken_off(upstream: Upstream, exc: BaseException) -> RelayError:
-    if isinstance(exc, TimeoutError):
-        return UpstreamTimeout(
-            f"the {upstream.name} upstream at {upstream.display_url} stalled mid-answer ({exc}); raise "
-            "LLMRELAY_IDLE_TIMEOUT or LLMRELAY_TOTAL_TIMEOUT if it is just slow")
-    return UpstreamUnavailable(
-        f"the {upstream.name} upstream at {upstream.display_url} broke off its answer ({type(exc).__name__}); "
-        "try again")
 
 
 def stream_error_record(error: RelayError, last_chunk: bytes, sse: bool) -> bytes:
@@ -167,7 +155,13 @@ def stream_error_record(error: RelayError, last_chunk: bytes, sse: bool) -> byte
     payload = {"error": {"type": error.type, "message": error.message}}
     if sse:
         payload["type"] = "error"  # the shape Anthropic's SDKs read; OpenAI's read the "error" object
-        separator = b"" if last_chunk.endswith(b"\n\n") else (b"\n" if last_chunk.endswith(b"\n") else b"\n\n")
-        return separator + b"event: error\ndata: " + orjson.dumps(payload) + b"\n\n"
+        return sse_boundary(last_chunk) + b"event: error\ndata: " + orjson.dumps(payload) + b"\n\n"
     separator = b"" if last_chunk.endswith(b"\n") else b"\n"
     return separator + orjson.dumps(payload) + b"\n"
+
+
+def sse_boundary(last_chunk: bytes) -> bytes:
+    """What must follow `last_chunk` for the next bytes to start a new server-sent event."""
+    if last_chunk.endswith(b"\n\n"):
+        return b""
+    return b"\n" if last_chunk.endswith(b"\n") else b"\n\n"
