@@ -88,3 +88,23 @@ def test_sigterm_lets_a_stream_finish_then_exits_zero(start_node, ollama):
                                                     b'"eval_duration": 4535599000}')
     assert node.process.wait(10) == 0
     assert "status=200" in node.logs(), "the access log was flushed on the way out"
+
+
+def test_a_deployment_at_its_own_limit_queues_then_refuses(start_node, ollama, tmp_path):
+    (tmp_path / "llmrelay.yaml").write_text(f"""models:
+  - name: one-at-a-time
+    deployments:
+      - {{provider: ollama, base_url: '{ollama.url}', model: hold-last, max_in_flight: 1}}
+""")
+    node = start_node({"LLMRELAY_QUEUE_TIMEOUT": "0.5", "LLMRELAY_EMBEDDED": "false"}, cwd=tmp_path)
+    results = {}
+    holder = threading.Thread(target=hold_stream, args=(node, "one-at-a-time", results, 0))
+    holder.start()
+    time.sleep(0.3)
+    started = time.monotonic()
+    refused = httpx.post(node.url + "/v1/chat/completions", json={"model": "one-at-a-time", "messages": USER})
+    assert refused.status_code == 429 and time.monotonic() - started >= 0.45
+    assert "deployment" in refused.json()["error"]["message"]
+    ollama.release.set()
+    holder.join(10)
+    assert results[0][0] == 200

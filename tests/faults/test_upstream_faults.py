@@ -49,7 +49,13 @@ def node(ollama, openai_upstream, anthropic_upstream, dead_url, tmp_path_factory
         + single("garbage", "ollama", ollama.url, "malformed") \
         + single("cut", "ollama", ollama.url, "truncated") \
         + single("stall", "ollama", ollama.url, "hang", "\n        idle_timeout: 0.5") \
-        + single("dead", "ollama", dead_url, "llama3-dead")
+        + single("dead", "ollama", dead_url, "llama3-dead") \
+        + single("too-long", "ollama", ollama.url, "hang", "\n        idle_timeout: 30\n        total_timeout: 1") \
+        + f"""  - name: slow-then-fast
+    deployments:
+      - {{provider: ollama, base_url: "{ollama.url}", model: x-slow, first_byte_timeout: 0.5}}
+      - {{provider: openai, base_url: "{openai_base}", model: gpt-4o, api_key_env: FAKE_OPENAI_KEY}}
+"""
     (directory / "llmrelay.yaml").write_text(config)
     env = {"FAKE_OPENAI_KEY": OPENAI_KEY, "FAKE_ANTHROPIC_KEY": ANTHROPIC_KEY, "LLMRELAY_COOLDOWN_FAILURES": "2",
            "LLMRELAY_COOLDOWN_SECONDS": "3", "LLMRELAY_RETRY_BACKOFF": "0.01", "LLMRELAY_EMBEDDED": "false"}
@@ -71,13 +77,15 @@ def open_sockets(pid: int) -> int:
 
 
 def test_a_dead_deployment_is_retried_around_and_cooled_down(node, ollama, dead_url):
-    for _ in range(6):
+    # Least-busy picks at random between idle deployments: 30 requests make two picks of the dead one certain
+    # (a chance of 31 in 2^30 otherwise).
+    for _ in range(30):
         response = chat(node, "two-hosts")
         assert response.status_code == 200, response.text
     states = deployment_states(node)
     dead = states[(f"{dead_url}/api/chat", "llama3")]
     assert dead["state"] == "cooling_down" and dead["cooldown_seconds_left"] > 0
-    assert sum(r.path == "/api/chat" for r in ollama.requests) == 6, "every request reached the good host once"
+    assert sum(r.path == "/api/chat" for r in ollama.requests) == 30, "every request reached the good host once"
 
 
 def test_a_500_then_success_is_retried(node, ollama):
@@ -164,3 +172,21 @@ def test_no_connections_leak_after_faults(node):
                 r.read()
     time.sleep(0.5)
     assert open_sockets(node.process.pid) <= baseline + 2
+
+
+def test_a_first_byte_timeout_is_retried_on_another_deployment(node, ollama, openai_upstream):
+    ollama.slow_seconds = 3
+    started = time.monotonic()
+    answers = [chat(node, "slow-then-fast") for _ in range(2)]
+    assert all(answer.status_code == 200 for answer in answers), answers[0].text
+    assert time.monotonic() - started < 4
+    assert sum(r.path == "/v1/chat/completions" for r in openai_upstream.requests) == 2
+
+
+def test_the_total_timeout_ends_a_long_answer(node):
+    started = time.monotonic()
+    with httpx.stream("POST", node.url + "/v1/chat/completions", timeout=10,
+                      json={"model": "too-long", "messages": USER, "stream": True}) as response:
+        body = response.read().decode()
+    assert 0.9 < time.monotonic() - started < 3
+    assert '"code":"upstream_timeout"' in body and "took too long" in body

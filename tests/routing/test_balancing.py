@@ -66,7 +66,7 @@ def test_least_busy_sends_new_requests_to_the_idle_deployment(tmp_path, hosts):
 
 def test_weighted_follows_the_weights(tmp_path, hosts):
     with node_for(tmp_path, hosts, "weighted", weights=(9, 1)) as node:
-        for _ in range(60):
+        for _ in range(100):
             assert ask(node).status_code == 200
     assert chats(hosts[0]) > 3 * chats(hosts[1]) and chats(hosts[1]) > 0
 
