@@ -1,9 +1,11 @@
-"""Benchmark: what the node adds on POST /api/v1/chat, against calling the mock upstream directly.
+"""Benchmark: what the node adds on POST /api/v1/chat, against calling the mock upstream directly and
+against nginx's proxy_pass (the floor any proxy can reach), measured in the same run.
 
-Starts bench/mock_upstream.py and a node in front of it, drives both with wrk (Debian's package; installed
-when missing) at each concurrency, and prints a markdown table that is also saved under bench/results/.
+Starts bench/mock_upstream.py, nginx and a node in front of it, drives each with wrk (Debian's packages;
+installed when missing) at each concurrency, and prints a markdown table that is also saved under
+bench/results/.
 
-    python bench/run.py [--duration 5] [--concurrency 1 32] [--quick]
+    python bench/run.py [--duration 5] [--concurrency 1 32 256] [--quick]
 """
 
 import argparse
@@ -36,10 +38,39 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def ensure_wrk() -> str:
-    if not shutil.which("wrk"):
-        subprocess.run(["apt-get", "install", "-y", "-q", "wrk"], check=True, stdout=subprocess.DEVNULL)
-    return shutil.which("wrk")
+def ensure_tools() -> tuple[str, str]:
+    if not shutil.which("wrk") or not shutil.which("nginx"):
+        subprocess.run(["apt-get", "install", "-y", "-q", "wrk", "nginx-light"], check=True, stdout=subprocess.DEVNULL)
+    return shutil.which("wrk"), shutil.which("nginx")
+
+
+NGINX_CONF = """worker_processes 1;
+error_log {work}/nginx-error.log;
+pid {work}/nginx.pid;
+events {{ worker_connections 4096; }}
+http {{
+    access_log off;
+    client_body_temp_path {work}/body;
+    proxy_temp_path {work}/proxy;
+    upstream mock {{ server 127.0.0.1:{mock}; keepalive 256; }}
+    server {{
+        listen 127.0.0.1:{port};
+        location / {{
+            proxy_pass http://mock;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_buffering off;
+        }}
+    }}
+}}
+"""
+
+
+def start_nginx(nginx: str, work: str, mock_port: int, port: int) -> subprocess.Popen:
+    conf = Path(work) / "nginx.conf"
+    conf.write_text(NGINX_CONF.format(work=work, mock=mock_port, port=port))
+    return subprocess.Popen([nginx, "-p", work, "-c", str(conf), "-g", "daemon off;"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
 def wait_until_up(url: str, timeout: float = 20) -> None:
@@ -75,32 +106,36 @@ def run_wrk(wrk: str, url: str, connections: int, duration: float, script: str) 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--duration", type=float, default=5)
-    parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 32])
+    parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 32, 256])
     parser.add_argument("--quick", action="store_true", help="one short round, to show the bench works")
     options = parser.parse_args()
     duration = 1 if options.quick else options.duration
 
-    wrk = ensure_wrk()
-    mock_port, node_port = free_port(), free_port()
+    wrk, nginx = ensure_tools()
+    mock_port, node_port, nginx_port = free_port(), free_port(), free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("LLMRELAY_", "OPENAI_", "ANTHROPIC_"))}
     env["LLM_CHAT_URL"] = f"http://127.0.0.1:{mock_port}"
     with tempfile.TemporaryDirectory() as work:
         script = Path(work) / "post.lua"
         script.write_text(WRK_SCRIPT)
         mock = subprocess.Popen([sys.executable, str(ROOT / "bench" / "mock_upstream.py"), "--port", str(mock_port)])
+        env["LLMRELAY_EMBEDDED"] = "false"
         node = subprocess.Popen([sys.executable, "-m", "llmrelay", "serve", "--port", str(node_port)], env=env,
                                 cwd=work, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        proxy = start_nginx(nginx, work, mock_port, nginx_port)
         try:
             wait_until_up(f"http://127.0.0.1:{mock_port}/")
             wait_until_up(f"http://127.0.0.1:{node_port}/health")
+            wait_until_up(f"http://127.0.0.1:{nginx_port}/")
             rows = []
             for connections in options.concurrency:
                 direct = run_wrk(wrk, f"http://127.0.0.1:{mock_port}/api/chat", connections, duration, str(script))
+                floor = run_wrk(wrk, f"http://127.0.0.1:{nginx_port}/api/chat", connections, duration, str(script))
                 relayed = run_wrk(wrk, f"http://127.0.0.1:{node_port}/api/v1/chat", connections, duration,
                                   str(script))
-                rows.append((connections, direct, relayed))
+                rows.append((connections, direct, floor, relayed, rss_mb(node.pid)))
         finally:
-            for process in (node, mock):
+            for process in (node, mock, proxy):
                 process.send_signal(signal.SIGTERM)
                 process.wait(10)
 
@@ -111,8 +146,15 @@ def main() -> None:
         path = RESULTS / f"{date.today().isoformat()}-passthrough.md"
         path.write_text(table)
         print(f"saved to {path.relative_to(ROOT)}")
-    if any(relayed["errors"] or relayed["socket_errors"] for _, _, relayed in rows):
+    if any(relayed["errors"] or relayed["socket_errors"] for _, _, _, relayed, _ in rows):
         sys.exit("the node answered some requests with errors; see the table")
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
 
 
 def render(rows, duration: float) -> str:
@@ -120,20 +162,20 @@ def render(rows, duration: float) -> str:
         f"# POST /api/v1/chat pass-through, {date.today().isoformat()}",
         "",
         f"Machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
-        f"one node worker; wrk -t1, {duration:g} s per cell; mock upstream answers at once.",
+        f"one node worker, nginx with one worker; wrk -t1, {duration:g} s per cell; the mock upstream answers "
+        "at once. Added latency = the proxy's percentile minus the direct one.",
         "",
-        "| concurrency | direct req/s | node req/s | direct p50 | node p50 | added p50 | direct p99 | node p99 "
-        "| added p99 | node errors |",
+        "| concurrency | direct req/s | nginx req/s | node req/s | node / nginx | nginx added p50 | node added p50 "
+        "| node added p99 | node RSS | node errors |",
         "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    for connections, direct, relayed in rows:
+    for connections, direct, floor, relayed, rss in rows:
         lines.append(
-            f"| {connections} | {direct['rps']:,.0f} | {relayed['rps']:,.0f} | {direct['p50']:.0f} µs "
-            f"| {relayed['p50']:.0f} µs | {relayed['p50'] - direct['p50']:.0f} µs | {direct['p99']:.0f} µs "
-            f"| {relayed['p99']:.0f} µs | {relayed['p99'] - direct['p99']:.0f} µs "
+            f"| {connections} | {direct['rps']:,.0f} | {floor['rps']:,.0f} | {relayed['rps']:,.0f} "
+            f"| {relayed['rps'] / floor['rps'] * 100:.0f} % | {floor['p50'] - direct['p50']:.0f} µs "
+            f"| {relayed['p50'] - direct['p50']:.0f} µs | {relayed['p99'] - direct['p99']:.0f} µs | {rss:.0f} MB "
             f"| {relayed['errors']} {relayed['socket_errors']} |")
     return "\n".join(lines) + "\n"
-
 
 if __name__ == "__main__":
     main()
