@@ -1,6 +1,7 @@
 import pytest
 
 from tests.fakes.anthropic import FakeAnthropic
+from tests.fakes.cloudflare import FakeCloudflare
 from tests.fakes.ollama import FakeOllama
 from tests.fakes.openai import FakeOpenAI
 from tests.support.node import Node
@@ -30,10 +31,17 @@ def anthropic_upstream():
     server.stop()
 
 
+@pytest.fixture(scope="session")
+def cloudflare():
+    server = FakeCloudflare().start()
+    yield server
+    server.stop()
+
+
 @pytest.fixture(autouse=True)
 def _fresh_fakes(request):
     """Each test sees only its own requests on whichever fakes it uses."""
-    for name in ("ollama", "openai_upstream", "anthropic_upstream"):
+    for name in ("ollama", "openai_upstream", "anthropic_upstream", "cloudflare"):
         if name in request.fixturenames:
             request.getfixturevalue(name).reset()
 

@@ -20,7 +20,12 @@ MATRIX = [(surface, provider, stream) for surface in SURFACES for provider in PR
 IDS = [f"{surface}-client->{provider}-upstream-{'stream' if stream else 'whole'}" for surface, provider, stream in MATRIX]
 
 
-@pytest.mark.parametrize("surface, provider, stream", MATRIX, ids=IDS)
+TEXT_MATRIX = MATRIX + [(surface, "cloudflare", stream) for surface in SURFACES for stream in (False, True)]
+TEXT_IDS = [f"{surface}-client->{provider}-upstream-{'stream' if stream else 'whole'}"
+            for surface, provider, stream in TEXT_MATRIX]
+
+
+@pytest.mark.parametrize("surface, provider, stream", TEXT_MATRIX, ids=TEXT_IDS)
 def test_plain_text_with_usage(matrix_node, surface, provider, stream):
     result = ASK[surface](matrix_node.url, f"via-{provider}", "text", stream)
     assert result.text == "".join(DEFAULT_WORDS)
@@ -72,7 +77,7 @@ def test_image(matrix_node, surface, provider, stream):
 ERRORS = {"openai": openai.NotFoundError, "anthropic": anthropic.NotFoundError, "ollama": ollama.ResponseError}
 
 
-@pytest.mark.parametrize("surface, provider, stream", MATRIX, ids=IDS)
+@pytest.mark.parametrize("surface, provider, stream", TEXT_MATRIX, ids=TEXT_IDS)
 def test_upstream_error_in_the_clients_shape(matrix_node, surface, provider, stream):
     with pytest.raises(ERRORS[surface]) as raised:
         ASK[surface](matrix_node.url, f"via-{provider}-missing", "text", stream)

@@ -7,7 +7,7 @@ import json
 from aiohttp import web
 
 from tests.fakes.brain import PROMPT_TOKENS, Asked, answer
-from tests.fakes.server import FakeServer
+from tests.fakes.server import FakeServer, scenario
 
 
 class FakeCloudflare(FakeServer):
@@ -23,6 +23,9 @@ class FakeCloudflare(FakeServer):
             return web.json_response({"result": None, "success": False, "errors": [
                 {"code": 10000, "message": "Authentication error"}], "messages": []}, status=401)
         body = json.loads(await request.read())
+        if scenario(request.match_info["model"]) == "missing":
+            return web.json_response({"result": None, "success": False, "errors": [
+                {"code": 5007, "message": f"No such model {request.match_info['model']}"}], "messages": []}, status=404)
         messages = body.get("messages") or [{"role": "user", "content": body.get("prompt", "")}]
         reply = answer(Asked(text=messages[-1].get("content", "")))
         usage = {"prompt_tokens": PROMPT_TOKENS, "completion_tokens": reply.completion_tokens,

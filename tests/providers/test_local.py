@@ -211,9 +211,17 @@ models:
         answer = httpx.post(node.url + "/v1/chat/completions", timeout=60, json={
             "model": "my-small-model", "messages": QUESTION, "max_tokens": 5}).json()
         assert answer["choices"][0]["message"]["content"] and answer["usage"]["completion_tokens"] == 5
-        # Other models still go to their upstream while the embedded one stays available by name.
-        assert httpx.post(node.url + "/v1/chat/completions", json={"model": "llama3", "messages": QUESTION}
-                          ).json()["choices"][0]["message"]["content"].startswith("The sky is blue")
+        # Other models go to their upstream, and are answered at once while a long generation runs.
+        generating = threading.Thread(target=lambda: httpx.post(node.url + "/v1/chat/completions", timeout=120, json={
+            "model": "my-small-model", "messages": QUESTION, "max_tokens": 300}))
+        generating.start()
+        time.sleep(0.5)
+        started = time.monotonic()
+        other = httpx.post(node.url + "/v1/chat/completions", json={"model": "llama3", "messages": QUESTION})
+        assert time.monotonic() - started < 0.5
+        assert other.json()["choices"][0]["message"]["content"].startswith("The sky is blue")
+        assert generating.is_alive(), "the generation was still running"
+        generating.join(120)
         assert httpx.post(node.url + "/api/v1/chat", timeout=60, json={
             "model": "smollm2", "messages": QUESTION, "stream": False, "options": {"num_predict": 3}}).json()["done"]
         ids = [model["id"] for model in httpx.get(node.url + "/v1/models").json()["data"]]

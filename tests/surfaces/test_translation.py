@@ -6,15 +6,7 @@ import httpx
 import pytest
 
 from tests.conftest import ANTHROPIC_KEY, OPENAI_KEY
-from tests.fakes.cloudflare import FakeCloudflare
 from tests.support.node import Node
-
-
-@pytest.fixture(scope="module")
-def cloudflare():
-    server = FakeCloudflare().start()
-    yield server
-    server.stop()
 
 
 @pytest.fixture(scope="module")
