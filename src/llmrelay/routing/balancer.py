@@ -85,17 +85,23 @@ class Balancer:
 
     def _health(self, deployment: Deployment) -> Health:
         health = self.health.get(deployment.key)
-        if health is None:
-            admission = None
-            if deployment.max_in_flight:
-                admission = Admission(f"deployment {deployment.model} at {deployment.upstream.display_url}",
-                                      deployment.max_in_flight, self.settings.queue_size, self.settings.queue_timeout)
-            health = self.health[deployment.key] = Health(deployment, admission)
+        if health is not None:
+            return health
+        admission = None
+        if deployment.max_in_flight:
+            admission = Admission(f"deployment {deployment.model} at {deployment.upstream.display_url}",
+                                  deployment.max_in_flight, self.settings.queue_size, self.settings.queue_timeout)
+        health = self.health[deployment.key] = Health(deployment, admission)
         return health
 
     def pick(self, route: Route, tried: set[str]) -> tuple[Deployment, Health]:
         """A deployment of `route` for the next attempt, and its health; ones already tried come last."""
         now = time.monotonic()
+        if len(route.deployments) == 1:  # the common case, without the lists below
+            deployment = route.deployments[0]
+            health = self._health(deployment)
+            if not health.cooling(now):
+                return deployment, health
         healths = [self._health(d) for d in route.deployments]
         by_key = {d.key: d for d in route.deployments}
         health = self._choose(route, healths, tried, now)

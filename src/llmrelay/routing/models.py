@@ -33,12 +33,13 @@ class Deployment:
     weight: float = 1.0
     max_in_flight: int | None = None
     configured: bool = False
+    # Identifies the deployment across requests (health, load, latency are kept per key). Routes made from the
+    # environment share their upstream's key, so client-chosen model names cannot grow the table.
+    key: str = field(init=False)
 
-    @property
-    def key(self) -> str:
-        """Identifies the deployment across requests (health, load, latency are kept per key). Routes made
-        from the environment share their upstream's key, so client-chosen model names cannot grow the table."""
-        return f"{self.provider} {self.upstream.chat_url}" + (f" {self.model}" if self.configured else "")
+    def __post_init__(self):
+        key = f"{self.provider} {self.upstream.chat_url}" + (f" {self.model}" if self.configured else "")
+        object.__setattr__(self, "key", key)
 
 
 @dataclass(frozen=True, slots=True)
