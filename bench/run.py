@@ -26,10 +26,17 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
 BODY = '{"model":"llama3","messages":[{"role":"user","content":"why is the sky blue?"}],"stream":false}'
-WRK_SCRIPT = f"""wrk.method = "POST"
-wrk.body = [[{BODY}]]
+OPENAI_BODY = BODY.replace("llama3", "gpt-4o-mini")
+
+
+def wrk_script(body: str) -> str:
+    return f"""wrk.method = "POST"
+wrk.body = [[{body}]]
 wrk.headers["Content-Type"] = "application/json"
 """
+
+
+WRK_SCRIPT = wrk_script(BODY)
 
 
 def free_port() -> int:
@@ -115,9 +122,13 @@ def main() -> None:
     mock_port, node_port, nginx_port = free_port(), free_port(), free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("LLMRELAY_", "OPENAI_", "ANTHROPIC_"))}
     env["LLM_CHAT_URL"] = f"http://127.0.0.1:{mock_port}"
+    env["OPENAI_API_KEY"] = "sk-bench"  # the mock ignores it; gpt-* models go to the mock's OpenAI API
+    env["OPENAI_BASE_URL"] = f"http://127.0.0.1:{mock_port}/v1"
     with tempfile.TemporaryDirectory() as work:
         script = Path(work) / "post.lua"
         script.write_text(WRK_SCRIPT)
+        openai_script = Path(work) / "openai.lua"
+        openai_script.write_text(wrk_script(OPENAI_BODY))
         mock = subprocess.Popen([sys.executable, str(ROOT / "bench" / "mock_upstream.py"), "--port", str(mock_port)])
         env["LLMRELAY_EMBEDDED"] = "false"
         node = subprocess.Popen([sys.executable, "-m", "llmrelay", "serve", "--port", str(node_port)], env=env,
@@ -134,12 +145,40 @@ def main() -> None:
                 relayed = run_wrk(wrk, f"http://127.0.0.1:{node_port}/api/v1/chat", connections, duration,
                                   str(script))
                 rows.append((connections, direct, floor, relayed, rss_mb(node.pid)))
+            # The same request through each path of the node, at concurrency 32.
+            node_url = f"http://127.0.0.1:{node_port}"
+            paths = [
+                ("/api/v1/chat, seed pass-through to Ollama",
+                 run_wrk(wrk, node_url + "/api/v1/chat", 32, duration, str(script))),
+                ("/v1/chat/completions, same API (OpenAI to OpenAI)",
+                 run_wrk(wrk, node_url + "/v1/chat/completions", 32, duration, str(openai_script))),
+                ("/v1/chat/completions, translated (OpenAI to Ollama)",
+                 run_wrk(wrk, node_url + "/v1/chat/completions", 32, duration, str(script))),
+            ]
         finally:
             for process in (node, mock, proxy):
                 process.send_signal(signal.SIGTERM)
                 process.wait(10)
+        # --workers: the same node with one worker per core, against the same mock.
+        mock = subprocess.Popen([sys.executable, str(ROOT / "bench" / "mock_upstream.py"), "--port", str(mock_port)])
+        workers = os.cpu_count() or 1
+        node = subprocess.Popen([sys.executable, "-m", "llmrelay", "serve", "--port", str(node_port), "--workers",
+                                 str(workers)], env=env, cwd=work, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL)
+        try:
+            wait_until_up(f"http://127.0.0.1:{mock_port}/")
+            wait_until_up(f"http://127.0.0.1:{node_port}/health")
+            scaled = run_wrk(wrk, f"http://127.0.0.1:{node_port}/api/v1/chat", 64, duration, str(script))
+        finally:
+            for process in (node, mock):
+                process.send_signal(signal.SIGTERM)
+                process.wait(10)
 
-    table = render(rows, duration)
+    table = render(rows, duration) + render_paths(paths)
+    one_worker = paths[0][1]  # one worker, concurrency 32
+    table += (f"\nWith `--workers {workers}` (concurrency 64): {scaled['rps']:,.0f} req/s, "
+              f"{scaled['rps'] / one_worker['rps']:.2f} × one worker (wrk, the mock and the workers share the "
+              f"{workers} cores).\n")
     print(table)
     if not options.quick:
         RESULTS.mkdir(exist_ok=True)
@@ -155,6 +194,15 @@ def rss_mb(pid: int) -> float:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     return 0.0
+
+
+def render_paths(paths) -> str:
+    base = paths[0][1]["rps"]
+    lines = ["", "| path (concurrency 32) | req/s | p50 | cost per request vs the seed pass-through |",
+             "|---|---:|---:|---:|"]
+    for name, result in paths:
+        lines.append(f"| {name} | {result['rps']:,.0f} | {result['p50']:.0f} µs | {base / result['rps']:.2f} × |")
+    return "\n".join(lines) + "\n"
 
 
 def render(rows, duration: float) -> str:

@@ -1,0 +1,16 @@
+"""The benchmark runs end to end in its quick mode (numbers are not asserted: CI machines are noisy)."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_pass_through_bench_runs_and_the_node_makes_no_errors():
+    result = subprocess.run([sys.executable, str(ROOT / "bench" / "run.py"), "--quick"], capture_output=True,
+                            text=True, timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
+    table = result.stdout
+    for row in ("| 1 |", "| 32 |", "| 256 |", "translated (OpenAI to Ollama)", "--workers"):
+        assert row in table, table
