@@ -1,0 +1,102 @@
+"""Benchmark: what the node adds to a stream, against reading the mock upstream directly.
+
+For each request (one at a time, so that nothing else interferes), the arrival time of every piece of the
+stream is recorded on a raw socket. Added time to first chunk = node minus direct (median); added delay per
+chunk = the extra spread between first and last chunk, divided by the chunks in between (median).
+
+    python bench/streams.py [--requests 200] [--chunks 20] [--interval-ms 5]
+"""
+
+import argparse
+import json
+import os
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import date
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "bench"))
+
+from run import free_port, wait_until_up  # noqa: E402
+
+BODY = json.dumps({"model": "llama3", "messages": [{"role": "user", "content": "hi"}], "stream": True}).encode()
+
+
+def timed_stream(port: int, path: str) -> list[float]:
+    """Seconds from sending the request to the arrival of each NDJSON record of the answer."""
+    request = (f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+               f"Content-Length: {len(BODY)}\r\n\r\n").encode() + BODY
+    with socket.create_connection(("127.0.0.1", port)) as sock:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        started = time.perf_counter()
+        sock.sendall(request)
+        arrivals, data = [], b""
+        while not data.endswith(b"0\r\n\r\n"):
+            piece = sock.recv(65536)
+            if not piece:
+                break
+            now = time.perf_counter() - started
+            data += piece
+            arrivals += [now] * (data.count(b"}\n") - len(arrivals))  # every record completed by this piece
+    return arrivals
+
+
+def measure(port: int, path: str, requests: int) -> tuple[float, float]:
+    firsts, spreads = [], []
+    for _ in range(requests):
+        arrivals = timed_stream(port, path)
+        firsts.append(arrivals[0])
+        spreads.append(arrivals[-1] - arrivals[0])
+    return statistics.median(firsts), statistics.median(spreads)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--requests", type=int, default=200)
+    parser.add_argument("--chunks", type=int, default=20)
+    parser.add_argument("--interval-ms", type=float, default=5)
+    options = parser.parse_args()
+    mock_port, node_port = free_port(), free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("LLMRELAY_", "OPENAI_", "ANTHROPIC_"))}
+    env.update(LLM_CHAT_URL=f"http://127.0.0.1:{mock_port}", LLMRELAY_EMBEDDED="false")
+    with tempfile.TemporaryDirectory() as work:
+        mock = subprocess.Popen([sys.executable, str(ROOT / "bench" / "mock_upstream.py"), "--port", str(mock_port),
+                                 "--chunks", str(options.chunks), "--interval-ms", str(options.interval_ms)])
+        node = subprocess.Popen([sys.executable, "-m", "llmrelay", "serve", "--port", str(node_port)], env=env,
+                                cwd=work, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            wait_until_up(f"http://127.0.0.1:{mock_port}/")
+            wait_until_up(f"http://127.0.0.1:{node_port}/health")
+            measure(node_port, "/api/v1/chat", 10)  # warm-up
+            direct_first, direct_spread = measure(mock_port, "/api/chat", options.requests)
+            node_first, node_spread = measure(node_port, "/api/v1/chat", options.requests)
+        finally:
+            for process in (node, mock):
+                process.send_signal(signal.SIGTERM)
+                process.wait(10)
+    per_chunk = (node_spread - direct_spread) / max(1, options.chunks - 1)
+    table = "\n".join([
+        f"# Streams through /api/v1/chat, {date.today().isoformat()}",
+        "",
+        f"{options.requests} streams one after another, {options.chunks} chunks {options.interval_ms:g} ms apart; "
+        "medians.",
+        "",
+        "| | direct | node | added |",
+        "|---|---:|---:|---:|",
+        f"| time to first chunk | {direct_first * 1e6:.0f} µs | {node_first * 1e6:.0f} µs "
+        f"| {(node_first - direct_first) * 1e6:.0f} µs |",
+        f"| first to last chunk | {direct_spread * 1e3:.2f} ms | {node_spread * 1e3:.2f} ms "
+        f"| {per_chunk * 1e6:.0f} µs per chunk |",
+    ]) + "\n"
+    print(table)
+    (ROOT / "bench" / "results" / f"{date.today().isoformat()}-streams.md").write_text(table)
+
+
+if __name__ == "__main__":
+    main()
