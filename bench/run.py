@@ -73,6 +73,33 @@ http {{
 """
 
 
+LITELLM_VERSION = "1.108.7"  # the newest whose [proxy] extra resolves on the registry
+LITELLM_CONFIG = """model_list:
+  - model_name: gpt-4o-mini
+    litellm_params:
+      model: openai/gpt-4o-mini
+      api_base: http://127.0.0.1:{mock}/v1
+      api_key: sk-bench
+litellm_settings:
+  telemetry: false
+"""
+
+
+def start_litellm(work: str, mock_port: int, port: int) -> subprocess.Popen:
+    """LiteLLM's proxy in a virtualenv of its own (bench/.work/litellm, made on first use), one worker,
+    forwarding gpt-4o-mini to the mock's OpenAI API."""
+    venv = ROOT / "bench" / ".work" / "litellm"
+    if not (venv / "bin" / "litellm").exists():
+        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+        subprocess.run([str(venv / "bin" / "pip"), "install", "-q", f"litellm[proxy]=={LITELLM_VERSION}"], check=True)
+    config = Path(work) / "litellm.yaml"
+    config.write_text(LITELLM_CONFIG.format(mock=mock_port))
+    env = {**os.environ, "LITELLM_DANGEROUSLY_PERMIT_WEAK_OR_UNSET_MASTER_KEY": "true",
+           "LITELLM_LOCAL_MODEL_COST_MAP": "True", "LITELLM_LOG": "ERROR"}
+    return subprocess.Popen([str(venv / "bin" / "litellm"), "--config", str(config), "--port", str(port),
+                             "--num_workers", "1"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
 def start_nginx(nginx: str, work: str, mock_port: int, port: int) -> subprocess.Popen:
     conf = Path(work) / "nginx.conf"
     conf.write_text(NGINX_CONF.format(work=work, mock=mock_port, port=port))
@@ -100,9 +127,11 @@ def to_microseconds(value: str) -> float:
 
 def run_wrk(wrk: str, url: str, connections: int, duration: float, script: str) -> dict:
     output = subprocess.run(
-        [wrk, "-t1", f"-c{connections}", f"-d{duration:g}s", "--latency", "-s", script, url],
+        [wrk, "-t1", f"-c{connections}", f"-d{duration:g}s", "--timeout", "30s", "--latency", "-s", script, url],
         capture_output=True, text=True, check=True).stdout
-    percentiles = dict(re.findall(r"^\s+(50|99)%\s+(\S+)$", output, re.MULTILINE))
+    percentiles = dict(re.findall(r"^\s+(50|99)%\s+(\S+)\s*$", output, re.MULTILINE))
+    if "50" not in percentiles or "99" not in percentiles:
+        raise RuntimeError(f"wrk gave no latency distribution for {url}:\n{output}")
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
     socket_errors = re.search(r"Socket errors: (.*)", output)
     return {"rps": float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1)),
@@ -115,6 +144,7 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=5)
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 32, 256])
     parser.add_argument("--quick", action="store_true", help="one short round, to show the bench works")
+    parser.add_argument("--no-litellm", action="store_true", help="skip LiteLLM (its install takes minutes)")
     options = parser.parse_args()
     duration = 1 if options.quick else options.duration
 
@@ -174,7 +204,11 @@ def main() -> None:
                 process.send_signal(signal.SIGTERM)
                 process.wait(10)
 
-    table = render(rows, duration) + render_paths(paths)
+    if not (options.quick or options.no_litellm):
+        table_litellm = compare_litellm(wrk, duration, paths[1][1])
+    else:
+        table_litellm = "\nLiteLLM: not measured in this run (--quick or --no-litellm).\n"
+    table = render(rows, duration) + render_paths(paths) + table_litellm
     one_worker = paths[0][1]  # one worker, concurrency 32
     table += (f"\nWith `--workers {workers}` (concurrency 64): {scaled['rps']:,.0f} req/s, "
               f"{scaled['rps'] / one_worker['rps']:.2f} × one worker (wrk, the mock and the workers share the "
@@ -194,6 +228,28 @@ def rss_mb(pid: int) -> float:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     return 0.0
+
+
+def compare_litellm(wrk: str, duration: float, node_same_api: dict) -> str:
+    mock_port, port = free_port(), free_port()
+    with tempfile.TemporaryDirectory() as work:
+        script = Path(work) / "openai.lua"
+        script.write_text(wrk_script(OPENAI_BODY))
+        mock = subprocess.Popen([sys.executable, str(ROOT / "bench" / "mock_upstream.py"), "--port", str(mock_port)])
+        litellm = start_litellm(work, mock_port, port)
+        try:
+            wait_until_up(f"http://127.0.0.1:{port}/health/liveliness", timeout=180)
+            url = f"http://127.0.0.1:{port}/v1/chat/completions"
+            single = run_wrk(wrk, url, 1, duration, str(script))
+            loaded = run_wrk(wrk, url, 32, duration, str(script))
+        finally:
+            for process in (litellm, mock):
+                process.send_signal(signal.SIGTERM)
+                process.wait(30)
+    return (f"\nLiteLLM {LITELLM_VERSION} proxy, one worker, /v1/chat/completions to the same mock (OpenAI API): "
+            f"{single['rps']:,.0f} req/s and p50 {single['p50']:.0f} µs at concurrency 1; {loaded['rps']:,.0f} "
+            f"req/s at 32. The node on the same path: {node_same_api['rps']:,.0f} req/s at 32, "
+            f"{node_same_api['rps'] / loaded['rps']:.0f} × LiteLLM.\n")
 
 
 def render_paths(paths) -> str:

@@ -189,9 +189,6 @@ class Connection(asyncio.Protocol):
             return
         self._fail(exc or ConnectionLost("the upstream closed the connection"))
 
-    def pause_writing(self) -> None:  # the request body waits in the transport's buffer; nothing to do
-        pass
-
     # -- httptools callbacks --
 
     def on_header(self, name: bytes, value: bytes) -> None:
