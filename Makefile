@@ -33,4 +33,5 @@ test: install
 	$(BIN)/pytest
 
 bench: install
+	$(BIN)/pip install --quiet -e '.[local,test,bench]'
 	$(BIN)/python bench/run.py

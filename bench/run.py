@@ -219,6 +219,9 @@ def main() -> None:
         path = RESULTS / f"{date.today().isoformat()}-passthrough.md"
         path.write_text(table)
         print(f"saved to {path.relative_to(ROOT)}")
+        chart = draw_chart(rows, RESULTS / f"{date.today().isoformat()}-passthrough.png")
+        if chart:
+            print(f"chart in {chart.relative_to(ROOT)}")
     if any(relayed["errors"] or relayed["socket_errors"] for _, _, _, relayed, _ in rows):
         sys.exit("the node answered some requests with errors; see the table")
 
@@ -228,6 +231,37 @@ def rss_mb(pid: int) -> float:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     return 0.0
+
+
+def draw_chart(rows, path: Path) -> Path | None:
+    """Requests/s and added p50 by concurrency for nginx and the node, as a PNG (needs matplotlib: .[bench])."""
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("no chart: install the bench extra (pip install -e '.[bench]') for matplotlib")
+        return None
+    labels = [str(connections) for connections, *_ in rows]
+    figure, (throughput, latency) = plt.subplots(1, 2, figsize=(10, 4))
+    for index, (name, pick) in enumerate((("direct", 1), ("nginx", 2), ("llmrelay", 3))):
+        offsets = [i + (index - 1) * 0.27 for i in range(len(rows))]
+        throughput.bar(offsets, [row[pick]["rps"] for row in rows], width=0.27, label=name)
+        if pick != 1:
+            latency.bar(offsets, [row[pick]["p50"] - row[1]["p50"] for row in rows], width=0.27, label=name,
+                        color=f"C{index}")
+    for axis, title in ((throughput, "requests/s"), (latency, "added latency p50 (µs)")):
+        axis.set_xticks(range(len(rows)), labels)
+        axis.set_xlabel("concurrency")
+        axis.set_title(title)
+        axis.legend()
+    latency.set_yscale("log")
+    figure.suptitle(f"POST /api/v1/chat through a proxy, {platform.machine()}, {os.cpu_count()} cores, "
+                    f"{date.today().isoformat()}")
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+    return path
 
 
 def compare_litellm(wrk: str, duration: float, node_same_api: dict) -> str:
