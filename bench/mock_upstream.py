@@ -9,6 +9,7 @@ Non-streaming requests get one fixed JSON answer; `"stream": true` gets `--chunk
 import argparse
 import asyncio
 import json
+import socket
 
 import httptools
 import uvloop
@@ -56,6 +57,9 @@ class MockProtocol(asyncio.Protocol):
 
     def connection_made(self, transport):
         self.transport = transport
+        sock = transport.get_extra_info("socket")
+        if sock is not None:  # headers and the first chunk go out as two writes: no Nagle wait between them
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
     def data_received(self, data):
         try:
