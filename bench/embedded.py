@@ -11,7 +11,6 @@ import json
 import os
 import platform
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -24,7 +23,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
 
+sys.path.insert(0, str(ROOT / "bench"))
+
 from llmrelay.providers.local import embedded_model_path  # noqa: E402
+from run import free_port, wait_until_up  # noqa: E402
 
 MESSAGES = [{"role": "user", "content": "Why is the sky blue? Explain in detail."}]
 
@@ -83,9 +85,7 @@ def main() -> None:
         sys.exit("the embedded model is not installed (make install)")
 
     direct_ttft, direct_rate = measure(direct(options.tokens), options.runs)
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = free_port()
     env = {k: v for k, v in os.environ.items()
            if not k.startswith(("LLMRELAY_", "OPENAI_", "ANTHROPIC_", "LLM_CHAT_URL"))}
     with tempfile.TemporaryDirectory() as work:
@@ -93,12 +93,7 @@ def main() -> None:
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
             url = f"http://127.0.0.1:{port}"
-            for _ in range(200):
-                try:
-                    urllib.request.urlopen(url + "/health")
-                    break
-                except OSError:
-                    time.sleep(0.05)
+            wait_until_up(url + "/health")
             node_ttft, node_rate = measure(through_node(url, options.tokens), options.runs)
         finally:
             node.send_signal(signal.SIGTERM)

@@ -8,10 +8,11 @@ timer per request.
 """
 
 import asyncio
-import socket
 import time
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+from llmrelay.sockets import no_delay
 
 _TOO_LARGE = (b"HTTP/1.1 431 Request Header Fields Too Large\r\ncontent-type: application/json\r\n"
               b"connection: close\r\ncontent-length: 103\r\n\r\n"
@@ -26,12 +27,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
 
     def connection_made(self, transport) -> None:
         super().connection_made(transport)
-        sock = transport.get_extra_info("socket")
-        if sock is not None:
-            try:
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            except OSError:
-                pass
+        no_delay(transport)
         self._header_bytes = 0
         self._await_headers()
 

@@ -123,13 +123,14 @@ def test_malformed_json_from_the_upstream_is_a_clear_502(node):
     assert "not JSON" in response.json()["error"]["message"]
 
 
-def test_truncated_stream_ends_with_an_error_event(node):
+def test_truncated_stream_ends_with_an_error_event(node, ollama):
     with httpx.stream("POST", node.url + "/v1/chat/completions", timeout=10,
                       json={"model": "cut", "messages": USER, "stream": True}) as response:
         body = response.read().decode()
     events = [line for line in body.split("\n\n") if line.startswith("data: ")]
     assert '"content":"The"' in events[1]
     assert json.loads(events[-1][6:])["error"]["code"] == "upstream_unavailable"
+    assert sum(r.path == "/api/chat" for r in ollama.requests) == 1, "never retried once bytes went out"
 
 
 def test_a_stalled_stream_is_ended_by_the_idle_timeout(node):

@@ -54,6 +54,11 @@ class Tool:
     parameters: dict[str, Any]
 
 
+# Neutral parameter -> the Ollama option that carries it (both Ollama directions read this one table).
+OLLAMA_OPTION_OF_PARAM = {"temperature": "temperature", "top_p": "top_p", "top_k": "top_k", "seed": "seed",
+                          "stop": "stop", "max_tokens": "num_predict", "presence_penalty": "presence_penalty",
+                          "frequency_penalty": "frequency_penalty"}
+
 # Ollama options about how it runs a model, not what the model says: other providers can ignore them.
 OLLAMA_RUNTIME_OPTIONS = frozenset({
     "num_ctx", "num_batch", "num_gpu", "main_gpu", "low_vram", "num_thread", "use_mmap", "use_mlock", "numa",

@@ -6,7 +6,7 @@ from llmrelay.core.chat import Chat, ChatEvent
 from llmrelay.core.errors import BadRequest
 from llmrelay.providers.http_client import UpstreamClient
 from llmrelay.providers.upstream import Upstream
-from llmrelay.providers.wire import closing, iterate, post_json, read_json
+from llmrelay.providers.wire import closing, iterate, post_for_json, post_json
 
 
 def refuse_untranslatable(chat: Chat, unsupported: list[str], provider: str) -> None:
@@ -35,13 +35,10 @@ class ChatProvider:
         """Send the chat; return its events once the upstream has accepted it (errors are raised before)."""
         request, unsupported = type(self).encode(chat, model, options)
         refuse_untranslatable(chat, unsupported, self.kind)
-        response = await post_json(self.client, upstream, self.chat_url(upstream, model), request)
         if not chat.stream:
-            try:
-                data = await read_json(upstream, response)
-            finally:
-                response.close()
+            data = await post_for_json(self.client, upstream, self.chat_url(upstream, model), request)
             return iterate(type(self).decode_response(data))
+        response = await post_json(self.client, upstream, self.chat_url(upstream, model), request)
         records = type(self).stream_records(upstream, response)
         return closing(response, type(self).decode_stream(upstream, records))
 

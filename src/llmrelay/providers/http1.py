@@ -7,13 +7,14 @@ retry when a pooled connection turns out to have been closed by the upstream.
 """
 
 import asyncio
-import socket
 import ssl
 import time
 from collections import deque
 from urllib.parse import urlsplit
 
 import httptools
+
+from llmrelay.sockets import no_delay
 
 IDLE_SECONDS = 30.0  # pooled connections idle longer are closed rather than reused
 _PAUSE_AT = 1024 * 1024  # buffered, unread body bytes that pause reading from the upstream
@@ -164,12 +165,7 @@ class Connection(asyncio.Protocol):
 
     def connection_made(self, transport) -> None:
         self.transport = transport
-        sock = transport.get_extra_info("socket")
-        if sock is not None:
-            try:
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            except OSError:
-                pass
+        no_delay(transport)
 
     def data_received(self, data: bytes) -> None:
         self.received = True

@@ -6,6 +6,7 @@ from urllib.parse import urlsplit
 import orjson
 
 from llmrelay.core.chat import (
+    OLLAMA_OPTION_OF_PARAM,
     Chat,
     ChatEvent,
     Finish,
@@ -19,14 +20,10 @@ from llmrelay.core.errors import BadRequest, UpstreamUnavailable
 from llmrelay.core.ids import tool_call_id
 from llmrelay.providers.base import ChatProvider
 from llmrelay.providers.upstream import Upstream, origin
-from llmrelay.providers.wire import ndjson_records, post_json, read_json
+from llmrelay.providers.wire import ndjson_records, post_for_json, read_json
 
 CHAT_PATH = "/api/chat"
 
-# Neutral parameter -> Ollama option.
-_OPTIONS = {"temperature": "temperature", "top_p": "top_p", "top_k": "top_k", "seed": "seed", "stop": "stop",
-            "max_tokens": "num_predict", "presence_penalty": "presence_penalty",
-            "frequency_penalty": "frequency_penalty"}
 
 
 def ollama_upstream(chat_url: str, setting: str = "LLM_CHAT_URL", headers: dict[str, str] | None = None,
@@ -63,8 +60,8 @@ def encode_chat(chat: Chat, model: str, options: dict) -> tuple[dict, list[str]]
     merged = dict(options)
     merged.update(chat.ollama_options)
     for name, value in chat.params.items():
-        if name in _OPTIONS:
-            merged[_OPTIONS[name]] = value
+        if name in OLLAMA_OPTION_OF_PARAM:
+            merged[OLLAMA_OPTION_OF_PARAM[name]] = value
         elif name == "response_format":
             request["format"] = "json" if value["type"] == "json" else value["schema"]
         else:
@@ -139,11 +136,7 @@ class OllamaProvider(ChatProvider):
         request = {"model": model, "input": inputs}
         if options:
             request["options"] = options
-        response = await post_json(self.client, upstream, upstream.base_url + "/api/embed", request)
-        try:
-            record = await read_json(upstream, response)
-        finally:
-            response.close()
+        record = await post_for_json(self.client, upstream, upstream.base_url + "/api/embed", request)
         return record.get("embeddings") or [], record.get("prompt_eval_count") or 0
 
     async def tags(self, upstream: Upstream) -> list[dict]:

@@ -19,7 +19,7 @@ from llmrelay.core.errors import UpstreamUnavailable
 from llmrelay.core.ids import tool_call_id
 from llmrelay.providers.base import ChatProvider
 from llmrelay.providers.upstream import Upstream
-from llmrelay.providers.wire import json_data, post_json, read_json, sse_events
+from llmrelay.providers.wire import json_data, post_for_json, sse_events
 
 _PLAIN_PARAMS = ("temperature", "top_p", "stop", "seed", "presence_penalty", "frequency_penalty")
 # Reasoning models take max_completion_tokens and refuse max_tokens.
@@ -159,11 +159,7 @@ class OpenAIProvider(ChatProvider):
     stream_records = sse_events
 
     async def embed(self, upstream: Upstream, model: str, inputs: list[str], options: dict) -> tuple[list, int]:
-        response = await post_json(self.client, upstream, upstream.base_url + "/embeddings",
+        data = await post_for_json(self.client, upstream, upstream.base_url + "/embeddings",
                                    {"model": model, "input": inputs, **options})
-        try:
-            data = await read_json(upstream, response)
-        finally:
-            response.close()
         vectors = [item.get("embedding") for item in sorted(data.get("data") or (), key=lambda i: i.get("index", 0))]
         return vectors, (data.get("usage") or {}).get("prompt_tokens") or 0

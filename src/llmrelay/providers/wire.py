@@ -30,6 +30,15 @@ async def post_json(client: UpstreamClient, upstream: Upstream, url: str, payloa
     return response
 
 
+async def post_for_json(client: UpstreamClient, upstream: Upstream, url: str, payload: dict) -> dict:
+    """POST `payload` and return the upstream's whole JSON answer, the connection released either way."""
+    response = await post_json(client, upstream, url, payload)
+    try:
+        return await read_json(upstream, response)
+    finally:
+        response.close()
+
+
 async def error_from_response(upstream: Upstream, response: Response) -> RelayError:
     try:
         body = await response.read(MAX_ERROR_BYTES)

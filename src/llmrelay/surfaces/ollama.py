@@ -7,6 +7,7 @@ import orjson
 
 from llmrelay.asgi import Exchange
 from llmrelay.core.chat import (
+    OLLAMA_OPTION_OF_PARAM,
     Chat,
     Completion,
     Finish,
@@ -29,9 +30,7 @@ from llmrelay.surfaces.passthrough import forward, json_object, model_of
 
 OLLAMA_COMPATIBLE_VERSION = "0.12.0"
 # Ollama option -> neutral parameter.
-_PARAMS = {"temperature": "temperature", "top_p": "top_p", "top_k": "top_k", "seed": "seed", "stop": "stop",
-           "num_predict": "max_tokens", "presence_penalty": "presence_penalty",
-           "frequency_penalty": "frequency_penalty"}
+_PARAMS = {option: param for param, option in OLLAMA_OPTION_OF_PARAM.items()}
 _UNTRANSLATED_OK = {"keep_alive"}
 _KNOWN_CHAT = {"model", "messages", "stream", "format", "options", "tools", *_UNTRANSLATED_OK}
 _KNOWN_GENERATE = {"model", "prompt", "system", "images", "stream", "format", "options", *_UNTRANSLATED_OK}
