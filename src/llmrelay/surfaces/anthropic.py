@@ -185,11 +185,8 @@ def estimate_tokens(request: dict) -> int:
 class AnthropicSurface(ChatSurface):
     api = "anthropic"
 
-    def decode(self, request: dict) -> Chat:
-        return decode_request(request)
-
-    def encoder(self, chat: Chat) -> StreamEncoder:
-        return AnthropicStreamEncoder(chat)
+    decode = staticmethod(decode_request)
+    encoder = AnthropicStreamEncoder
 
     def render(self, chat: Chat, completion: Completion) -> dict:
         content: list[dict] = []

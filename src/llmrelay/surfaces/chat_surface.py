@@ -51,9 +51,11 @@ class ChatSurface:
     # ---- what each surface defines ----
 
     def decode(self, request: dict) -> Chat:
+        """The neutral chat for a request in this surface's API (a plain function will do)."""
         raise NotImplementedError
 
     def encoder(self, chat: Chat) -> StreamEncoder:
+        """The stream encoder for one answer (a StreamEncoder class taking the chat will do)."""
         raise NotImplementedError
 
     def render(self, chat: Chat, completion: Completion) -> dict:

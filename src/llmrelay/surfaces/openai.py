@@ -173,11 +173,8 @@ def error_payload(error: RelayError) -> dict:
 class OpenAISurface(ChatSurface):
     api = "openai"
 
-    def decode(self, request: dict) -> Chat:
-        return decode_request(request)
-
-    def encoder(self, chat: Chat) -> StreamEncoder:
-        return OpenAIStreamEncoder(chat)
+    decode = staticmethod(decode_request)
+    encoder = OpenAIStreamEncoder
 
     def render(self, chat: Chat, completion: Completion) -> dict:
         message: dict = {"role": "assistant", "content": completion.text or None, "refusal": None}
