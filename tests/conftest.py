@@ -10,6 +10,14 @@ OPENAI_KEY = "sk-test-openai-0123456789"
 ANTHROPIC_KEY = "sk-ant-test-0123456789"
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _data_dir(tmp_path_factory):
+    """Apps built inside the test process keep their database in a temporary directory too."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("LLMRELAY_DATA_DIR", str(tmp_path_factory.mktemp("data")))
+        yield
+
+
 @pytest.fixture(scope="session")
 def ollama():
     server = FakeOllama().start()

@@ -1,12 +1,20 @@
-"""Builds the node's ASGI app. The lifespan opens the upstream sessions and the access log, and closes them."""
+"""Builds the node's ASGI app. The lifespan opens the upstream sessions, the database and the recorder,
+and closes them."""
 
 import asyncio
 import logging
+import time
 
 from llmrelay import __version__
+from llmrelay.access.guard import AccessGuard, model_budgets
+from llmrelay.access.keys import KeyStore
+from llmrelay.access.limits import RateLimits, open_storage
 from llmrelay.asgi import ClientGone, DisconnectWatch, Exchange, Receive, Scope, Send
 from llmrelay.core.errors import MethodNotAllowed, NotFound, RelayError
 from llmrelay.observability.access_log import AccessLog
+from llmrelay.observability.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from llmrelay.observability.metrics import Metrics
+from llmrelay.observability.recorder import Recorder, RequestRecord
 from llmrelay.providers.http_client import UpstreamClient
 from llmrelay.routing.admission import Admission
 from llmrelay.routing.gateway import Gateway
@@ -14,15 +22,29 @@ from llmrelay.routing.models import ModelCatalog
 from llmrelay.routing.passthrough import PassthroughRoutes
 from llmrelay.server_protocol import GuardedHttpToolsProtocol
 from llmrelay.settings import Settings, load_settings
+from llmrelay.storage.database import describe_error, open_database
+from llmrelay.surfaces.admin import KEYS_PATH, AdminSurface
 from llmrelay.surfaces.anthropic import AnthropicSurface
 from llmrelay.surfaces.ollama import OllamaGenerateSurface, OllamaSurface
 from llmrelay.surfaces.openai import OpenAISurface
 from llmrelay.surfaces.openapi import openapi_document
 from llmrelay.surfaces.passthrough import PassthroughSurface
+from llmrelay.usage.writer import UsageWriter
 
 log = logging.getLogger("llmrelay")
 
 CLIENT_CLOSED = 499  # nginx's convention for "the client went away before the answer"
+
+# Endpoints that ask a model, by the API they speak: each request to one gets a usage record, and counts
+# against the node's capacity.
+SURFACE_OF_PATH = {
+    "/api/v1/chat": "passthrough", "/v1/api/chat": "passthrough", "/api/v1/chat/cf": "cloudflare",
+    "/v1/chat/completions": "openai", "/v1/embeddings": "openai",
+    "/v1/messages": "anthropic", "/v1/messages/count_tokens": "anthropic",
+    "/api/chat": "ollama", "/api/generate": "ollama", "/api/show": "ollama", "/api/embed": "ollama",
+}
+# Open to anyone, keys or not: liveness, readiness and the API description.
+PUBLIC_PATHS = frozenset({"/health", "/ready", "/openapi.json"})
 
 
 class RelayApp:
@@ -40,10 +62,25 @@ class RelayApp:
         # The seed's endpoint speaks Ollama's format to the embedded model, which has no HTTP API of its own.
         self.passthrough = PassthroughSurface(self.routes, self.client, self.gateway.retrier, settings.max_body_bytes,
                                               ollama.handle_body)
-        self.access_log: AccessLog | None = None
         self.disconnects = DisconnectWatch()
-        self.prober: asyncio.Task | None = None
+        self.background: list[asyncio.Task] = []
         self.admission = Admission("the node", settings.max_in_flight, settings.queue_size, settings.queue_timeout)
+        # Keys, limits, usage and metrics.
+        self.database = open_database(settings.database_url and settings.database_url.get_secret_value(),
+                                      settings.data_dir)
+        self.keys = KeyStore(self.database, settings.master_key and settings.master_key.get_secret_value())
+        self.guard = AccessGuard(self.keys, RateLimits(open_storage(
+            settings.redis_url and settings.redis_url.get_secret_value())), model_budgets(settings.models))
+        Exchange.guard = self.guard
+        self.metrics = Metrics(self)
+        self.recorder: Recorder | None = None
+        self.usage: UsageWriter | None = None
+        self.error_body_of = {path: surface.error_body for surface, paths in (
+            (openai, ("/v1/chat/completions", "/v1/embeddings")),
+            (anthropic, ("/v1/messages", "/v1/messages/count_tokens")),
+            (ollama, ("/api/chat", "/api/generate", "/api/show", "/api/embed"))) for path in paths}
+        admin = AdminSurface(self.keys, self.database, settings.max_body_bytes, self.gateway.balancer.report)
+        self.admin_key_action = admin.key_action
         seed_chat = self.passthrough.chat
         self.handlers = {
             # The seed's pass-through endpoint, and the path the seed's text names.
@@ -69,9 +106,13 @@ class RelayApp:
             "/health": {"GET": self.health},
             "/ready": {"GET": self.ready},
             "/openapi.json": {"GET": self.openapi},
+            "/metrics": {"GET": self.metrics_page},
+            # The admin API (master key)
+            KEYS_PATH: {"GET": admin.list_keys, "POST": admin.create_key},
+            "/admin/usage": {"GET": admin.usage},
+            "/admin/usage/records": {"GET": admin.usage_records},
+            "/admin/deployments": {"GET": admin.deployments_report},
         }
-        # Endpoints that hold an upstream or the embedded model: these count against the node's capacity.
-        self.admitted_paths = {path for path, methods in self.handlers.items() if "POST" in methods}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
@@ -103,25 +144,49 @@ class RelayApp:
             ex.stop_watching()
             for lease in ex.leases:
                 lease.release()
-            if self.access_log is not None:
-                self.access_log.record(ex)
+            if self.recorder is not None:
+                self.recorder.record(self.request_record(ex))
+            if ex.key is not None or ex.model is not None:
+                self.guard.settle(ex)
 
     async def dispatch(self, ex: Exchange) -> None:
-        methods = self.handlers.get(ex.path)
+        path = ex.path
+        methods = self.handlers.get(path)
         if methods is None:
-            raise NotFound(f"no endpoint at {ex.path}; GET /openapi.json lists the node's endpoints")
+            if path.startswith(KEYS_PATH + "/"):
+                self.guard.require_master(ex)
+                await self.admin_key_action(ex)
+                return
+            raise NotFound(f"no endpoint at {path}; GET /openapi.json lists the node's endpoints")
         handler = methods.get(ex.method)
         if handler is None:
             allowed = ", ".join(methods)
-            raise MethodNotAllowed(f"{ex.path} accepts {allowed}, not {ex.method}", headers={"Allow": allowed})
-        if ex.path not in self.admitted_paths:
-            await handler(ex)
+            raise MethodNotAllowed(f"{path} accepts {allowed}, not {ex.method}", headers={"Allow": allowed})
+        if path in SURFACE_OF_PATH:
+            ex.error_body = self.error_body_of.get(path, ex.error_body)  # in the client's API's shape
+            self.guard.authenticate(ex)
+            await self.admission.enter()
+            try:
+                await handler(ex)
+            finally:
+                self.admission.leave()
             return
-        await self.admission.enter()
-        try:
-            await handler(ex)
-        finally:
-            self.admission.leave()
+        if path.startswith("/admin/") or (path == "/metrics" and not self.settings.public_metrics):
+            self.guard.require_master(ex)
+        elif path not in PUBLIC_PATHS:
+            self.guard.authenticate(ex)
+        await handler(ex)
+
+    def request_record(self, ex: Exchange) -> RequestRecord:
+        ended = time.perf_counter()
+        deployment = ex.leases[-1].deployment if ex.leases else None
+        return RequestRecord(
+            time.time(), ex.method, ex.path, SURFACE_OF_PATH.get(ex.path), ex.model, ex.upstream,
+            deployment.provider if deployment else ex.upstream, deployment.label if deployment else ex.upstream,
+            ex.key.id if ex.key is not None else None, ex.status, (ended - ex.started) * 1000,
+            (ex.first_out - ex.started) * 1000 if ex.first_out else None,
+            (time.monotonic() - ex.leases[-1].started) * 1000 if ex.leases else None,
+            ex.bytes_out, ex.request_id, ex.error_type, ex.prompt_tokens, ex.completion_tokens, ex.tokens_estimated)
 
     async def health(self, ex: Exchange) -> None:
         await ex.respond_json(200, {"status": "ok", "version": __version__})
@@ -138,6 +203,9 @@ class RelayApp:
         if not upstreams and not local:
             payload["message"] = "no upstream is configured: set LLM_CHAT_URL, OPENAI_API_KEY or ANTHROPIC_API_KEY"
         await ex.respond_json(200 if ready else 503, payload)
+
+    async def metrics_page(self, ex: Exchange) -> None:
+        await ex.respond(200, self.metrics.exposition(), METRICS_CONTENT_TYPE)
 
     async def openapi(self, ex: Exchange) -> None:
         await ex.respond_json(200, openapi_document(__version__))
@@ -158,20 +226,42 @@ class RelayApp:
                 return
 
     async def startup(self) -> None:
-        self.access_log = AccessLog(self.settings.log_format)
+        try:
+            await asyncio.to_thread(self._open_database)
+        except Exception as exc:  # noqa: BLE001 - said plainly; uvicorn then stops the node
+            raise RuntimeError(f"cannot open the database {self.database.display} ({describe_error(exc)}); "
+                               "check LLMRELAY_DATABASE_URL or LLMRELAY_DATA_DIR") from None
+        consumers = [AccessLog(self.settings.log_format), self.metrics]
+        if self.settings.usage_records:
+            self.usage = UsageWriter(self.database)
+            consumers.append(self.usage)
+        self.recorder = Recorder(consumers)
         await self.client.open(self.catalog.upstreams)
         await self.gateway.load_embedded()
+        loop = asyncio.get_running_loop()
+        self.background.append(loop.create_task(self.keys.refresh_forever()))
         if self.settings.probe_interval:
-            self.prober = asyncio.get_running_loop().create_task(
-                self.gateway.probe_forever(self.settings.probe_interval, self.settings.ready_timeout))
+            self.background.append(loop.create_task(
+                self.gateway.probe_forever(self.settings.probe_interval, self.settings.ready_timeout)))
+
+    def _open_database(self) -> None:
+        self.database.migrate()
+        self.keys.load()
+        if self.keys.by_id and not self.keys.admin_enabled:
+            log.warning("API keys exist in %s but LLMRELAY_MASTER_KEY is not set: keys are required, and the "
+                        "admin API is off", self.database.display)
 
     async def shutdown(self) -> None:
-        if self.prober is not None:
-            self.prober.cancel()
+        for task in self.background:
+            task.cancel()
         self.disconnects.close()
         await self.client.close()
-        if self.access_log is not None:
-            self.access_log.close()
+        await self.guard.drain()
+        if self.recorder is not None:
+            self.recorder.close()  # hands the last records to the usage writer
+        if self.usage is not None:
+            await asyncio.to_thread(self.usage.close)
+        self.database.close()
 
 
 def create_app(settings: Settings | None = None) -> RelayApp:

@@ -26,7 +26,10 @@ class Exchange:
 
     __slots__ = ("scope", "receive", "send", "method", "path", "request_id", "started", "model", "upstream",
                  "status", "bytes_out", "error_type", "client_gone", "error_body", "watch", "handler", "leases",
-                 "_watcher")
+                 "_watcher", "key", "body_size", "first_out", "prompt_tokens", "completion_tokens",
+                 "tokens_estimated")
+
+    guard = None  # the node's AccessGuard: checks the key's model and the rate limits (set by the app)
 
     def __init__(self, scope: Scope, receive: Receive, send: Send, watch: "DisconnectWatch"):
         self.scope = scope
@@ -47,12 +50,29 @@ class Exchange:
         self.handler: asyncio.Task | None = None
         self.leases: list = []  # holds on deployments, released when the answer is done
         self._watcher: asyncio.Task | None = None
+        self.key = None  # the ApiKey the request came with, when the node requires keys
+        self.body_size = 0
+        self.first_out = 0.0  # perf_counter when the first byte of the answer's body went out
+        self.prompt_tokens: int | None = None
+        self.completion_tokens: int | None = None
+        self.tokens_estimated = False
 
     def header(self, name: bytes) -> bytes | None:
         for key, value in self.scope["headers"]:
             if key == name:
                 return value
         return None
+
+    async def use_model(self, model: str) -> None:
+        """Name the model this request is for; the key must allow it and the rate limits must admit it."""
+        self.model = model
+        if self.guard is not None:
+            await self.guard.admit(self, model)
+
+    def count_tokens(self, prompt: int | None, completion: int | None, estimated: bool = False) -> None:
+        self.prompt_tokens = prompt
+        self.completion_tokens = completion
+        self.tokens_estimated = estimated
 
     body_timeout = 30.0  # seconds a client may take to send the rest of a body (set from the settings)
 
@@ -72,6 +92,7 @@ class Exchange:
         if not message.get("more_body"):
             if len(body) > limit:
                 raise PayloadTooLarge(_too_large(limit))
+            self.body_size = len(body)
             return body
         chunks = [body]
         size = len(body)
@@ -89,6 +110,7 @@ class Exchange:
             if size > limit:
                 raise PayloadTooLarge(_too_large(limit))
             chunks.append(chunk)
+        self.body_size = size
         return b"".join(chunks)
 
     def cancel_on_disconnect(self) -> None:
@@ -124,6 +146,8 @@ class Exchange:
         if not more:
             # The server reports the finished response as a disconnect; that must not cancel us.
             self.stop_watching()
+        if not self.first_out and data:
+            self.first_out = time.perf_counter()
         self.bytes_out += len(data)
         await self.send({"type": "http.response.body", "body": data, "more_body": more})
 

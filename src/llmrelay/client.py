@@ -1,5 +1,5 @@
-"""A small client of a running node, for the CLI's `chat` and `models`: standard library only, so it works
-from any shell where llmrelay is installed."""
+"""A small client of a running node, for the CLI's `chat`, `models`, `keys` and `usage`: standard library
+only, so it works from any shell where llmrelay is installed."""
 
 import json
 import urllib.error
@@ -19,9 +19,9 @@ class NodeClient:
             self.headers["authorization"] = f"Bearer {api_key}"
         self.timeout = timeout
 
-    def _open(self, path: str, payload: dict | None = None):
+    def _open(self, path: str, payload: dict | None = None, method: str | None = None):
         data = json.dumps(payload).encode() if payload is not None else None
-        request = urllib.request.Request(self.url + path, data=data, headers=self.headers)
+        request = urllib.request.Request(self.url + path, data=data, headers=self.headers, method=method)
         try:
             return urllib.request.urlopen(request, timeout=self.timeout)
         except urllib.error.HTTPError as exc:
@@ -32,6 +32,11 @@ class NodeClient:
     def models(self) -> list[dict]:
         with self._open("/v1/models") as response:
             return json.load(response)["data"]
+
+    def call(self, method: str, path: str, payload: dict | None = None):
+        """One admin API call's JSON answer."""
+        with self._open(path, payload, method) as response:
+            return json.load(response)
 
     def chat(self, model: str, messages: list[dict]) -> Iterator[str]:
         """The answer's text pieces as the node streams them (Ollama's NDJSON /api/chat)."""

@@ -1,5 +1,6 @@
 """Runs the app under uvicorn (httptools parser, uvloop event loop), with the start-up banner."""
 
+import ipaddress
 import logging
 import signal
 
@@ -11,6 +12,29 @@ from llmrelay.server_protocol import GuardedHttpToolsProtocol
 from llmrelay.settings import Settings
 
 log = logging.getLogger("llmrelay")
+
+
+class OpenToTheNetwork(Exception):
+    """Refusing to serve every address without keys."""
+
+
+def check_exposure(settings: Settings) -> None:
+    """A node without a master key answers anyone who can reach it: fine on loopback, refused elsewhere
+    unless the operator says so."""
+    if settings.master_key is None and not settings.allow_open and not is_loopback(settings.host):
+        raise OpenToTheNetwork(
+            f"refusing to listen on {settings.host} without API keys: anyone who can reach it could use your "
+            "models and provider keys. Set LLMRELAY_MASTER_KEY (then create keys with `llmrelay keys create`), "
+            "bind to 127.0.0.1, or pass --allow-open if a proxy in front of the node checks who comes in")
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
 
 
 def run(settings: Settings) -> None:
@@ -44,6 +68,12 @@ def _drained(signum, frame) -> None:
 
 def banner(settings: Settings) -> list[str]:
     lines = [f"llmrelay on http://{settings.host}:{settings.port} ({settings.workers} worker(s))"]
+    if settings.master_key is not None:
+        lines.append("API keys required; admin API at /admin (master key)")
+    elif settings.allow_open and not is_loopback(settings.host):
+        lines.append(f"open to anyone who reaches {settings.host}: --allow-open is set and there is no master key")
+    if settings.workers > 1 and settings.redis_url is None:
+        lines.append("rate limits are counted per worker: set LLMRELAY_REDIS_URL to count them across workers")
     catalog = ModelCatalog(settings)
     for upstream in catalog.upstreams:
         lines.append(f"upstream {upstream.name}: {upstream.display_url}")

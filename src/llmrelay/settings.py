@@ -78,6 +78,8 @@ class ModelConfig(BaseModel):
     strategy: Literal["least-busy", "weighted", "latency"] = "least-busy"
     fallbacks: list[str] = []  # models tried in order when every deployment failed
     context_window_fallbacks: list[str] = []  # models tried when the prompt is too long for this one
+    rpm: int | None = Field(None, gt=0)  # requests per minute to this model, across all keys
+    tpm: int | None = Field(None, gt=0)  # tokens per minute to this model, across all keys
 
 
 class Settings(BaseSettings):
@@ -142,6 +144,15 @@ class Settings(BaseSettings):
         "text", validation_alias=_env("LLMRELAY_LOG_FORMAT", "log_format")
     )
 
+    # Running the node for a team: keys, limits, usage records, metrics.
+    master_key: SecretStr | None = Field(None, validation_alias=_env("LLMRELAY_MASTER_KEY", "master_key"))
+    allow_open: bool = Field(False, validation_alias=_env("LLMRELAY_ALLOW_OPEN", "allow_open"))
+    data_dir: Path = Field(Path.home() / ".llmrelay", validation_alias=_env("LLMRELAY_DATA_DIR", "data_dir"))
+    database_url: SecretStr | None = Field(None, validation_alias=_env("LLMRELAY_DATABASE_URL", "database_url"))
+    redis_url: SecretStr | None = Field(None, validation_alias=_env("LLMRELAY_REDIS_URL", "redis_url"))
+    usage_records: bool = Field(True, validation_alias=_env("LLMRELAY_USAGE_RECORDS", "usage_records"))
+    public_metrics: bool = Field(False, validation_alias=_env("LLMRELAY_PUBLIC_METRICS", "public_metrics"))
+
     max_body_bytes: int = Field(
         10 * 1024 * 1024, gt=0, validation_alias=_env("LLMRELAY_MAX_BODY_BYTES", "max_body_bytes")
     )
@@ -162,6 +173,28 @@ class Settings(BaseSettings):
         # A bare base URL means Ollama's chat endpoint on it.
         if urlsplit(url).path in ("", "/"):
             url = url.rstrip("/") + "/api/chat"
+        return url
+
+    @field_validator("master_key")
+    @classmethod
+    def _long_enough(cls, key: SecretStr | None) -> SecretStr | None:
+        if key is not None and len(key.get_secret_value()) < 16:
+            raise ValueError("must be at least 16 characters; `python3 -c 'import secrets; "
+                             "print(secrets.token_urlsafe(32))'` makes a good one")
+        return key
+
+    @field_validator("database_url")
+    @classmethod
+    def _database_url(cls, url: SecretStr | None) -> SecretStr | None:
+        if url is not None and urlsplit(url.get_secret_value()).scheme not in ("postgresql", "postgres", "sqlite"):
+            raise ValueError("must be a postgresql://user@host/db URL or sqlite:///path/to/file.db")
+        return url
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_url(cls, url: SecretStr | None) -> SecretStr | None:
+        if url is not None and urlsplit(url.get_secret_value()).scheme not in ("redis", "rediss", "unix"):
+            raise ValueError("must be a redis://host:port/db URL")
         return url
 
     @field_validator("llm_cf_url", mode="before")

@@ -5,6 +5,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -30,6 +31,8 @@ class Node:
         self.log_path = Path(cwd or "/tmp") / f"llmrelay-node-{self.port}.log"
         self.env = {k: v for k, v in os.environ.items()
                     if k not in _NODE_VARIABLES and not k.startswith("LLMRELAY_")}
+        # Each node keeps its keys and usage records in a directory of its own, never in the user's home.
+        self.env["LLMRELAY_DATA_DIR"] = tempfile.mkdtemp(prefix="llmrelay-data-")
         self.env.update(env or {})
         self.args = args or []
         self.process: subprocess.Popen | None = None

@@ -35,7 +35,8 @@ class Health:
 
     def report(self, now: float) -> dict:
         upstream = self.deployment.upstream
-        report = {"provider": self.deployment.provider, "model": self.deployment.model,
+        report = {"deployment": self.deployment.label, "provider": self.deployment.provider,
+                  "model": self.deployment.model,
                   "url": upstream.display_url, "state": "cooling_down" if self.cooling(now) else "healthy",
                   "in_flight": self.in_flight, "recent_failures": len(self.failures), "requests": self.requests,
                   "errors": self.errors}
@@ -163,3 +164,8 @@ class Balancer:
     def report(self) -> list[dict]:
         now = time.monotonic()
         return [health.report(now) for health in self.health.values()]
+
+    def states(self) -> list[tuple[Health, bool]]:
+        """Each deployment's health and whether it is cooling down now."""
+        now = time.monotonic()
+        return [(health, health.cooling(now)) for health in self.health.values()]

@@ -6,6 +6,7 @@ endpoint: `ollama/NAME`, vendor prefixes when the vendor has a key, else LLM_CHA
 
 import os
 from dataclasses import dataclass, field
+from urllib.parse import urlsplit
 
 from llmrelay.core.errors import NoUpstream
 from llmrelay.providers.anthropic import anthropic_upstream
@@ -36,10 +37,17 @@ class Deployment:
     # Identifies the deployment across requests (health, load, latency are kept per key). Routes made from the
     # environment share their upstream's key, so client-chosen model names cannot grow the table.
     key: str = field(init=False)
+    # Names it in metrics, usage records and /ready: provider, host, and the model when configured (never
+    # credentials, and never a client-chosen name, which would let clients grow the metrics without bound).
+    label: str = field(init=False)
 
     def __post_init__(self):
         key = f"{self.provider} {self.upstream.chat_url}" + (f" {self.model}" if self.configured else "")
         object.__setattr__(self, "key", key)
+        where = self.upstream.display_url
+        host = where.rsplit("/", 1)[-1] if self.provider == "local" else urlsplit(where).netloc
+        label = f"{self.provider}:{host}" + (f"/{self.model}" if self.configured else "")
+        object.__setattr__(self, "label", label)
 
 
 @dataclass(frozen=True, slots=True)

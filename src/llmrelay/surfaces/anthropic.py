@@ -221,7 +221,7 @@ class AnthropicSurface(ChatSurface):
         ex.error_body = self.error_body
         body = await ex.read_body(self.max_body_bytes)
         request = json_object(body)
-        ex.model = model_of(request)
+        await ex.use_model(model_of(request))
         deployment = self.gateway.deployment(ex.model)
         ex.upstream = deployment.upstream.name
         if deployment.provider == "anthropic":  # exact counts from the upstream itself

@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator
 import orjson
 
 from llmrelay.asgi import Exchange
-from llmrelay.core.chat import Chat, ChatEvent, Completion, collect
+from llmrelay.core.chat import Chat, ChatEvent, Completion, Finish, collect
 from llmrelay.core.errors import RelayError
 from llmrelay.core.json_bytes import replace_top_level_string
 from llmrelay.providers.http1 import Response
@@ -83,7 +83,7 @@ class ChatSurface:
         ex.error_body = self.error_body
         request = json_object(body)
         model = model_of(request)
-        ex.model = model
+        await ex.use_model(model)
         route = self.gateway.route(model)
         drop = (ex.header(DROP_PARAMS_HEADER) or b"").lower() in (b"true", b"1", b"yes")
         chat: Chat | None = None  # decoded only if an attempt has to translate
@@ -111,7 +111,9 @@ class ChatSurface:
         elif chat.stream:
             await self.stream(ex, chat, answer)
         else:
-            await ex.respond_json(200, self.render(chat, await collect(answer)))
+            completion = await collect(answer)
+            ex.count_tokens(completion.usage.prompt_tokens, completion.usage.completion_tokens)
+            await ex.respond_json(200, self.render(chat, completion))
 
     def same_api_body(self, body: bytes, request: dict, deployment: Deployment) -> bytes:
         prompt = self.gateway.prompt
@@ -133,6 +135,8 @@ class ChatSurface:
                 data = encoder.event(event)
                 if data:
                     await ex.body(data, more=True)
+                if type(event) is Finish and event.usage is not None:
+                    ex.count_tokens(event.usage.prompt_tokens, event.usage.completion_tokens)
         except RelayError as error:
             ex.error_type = error.type
             await ex.body(encoder.error(error), more=True)

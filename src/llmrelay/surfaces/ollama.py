@@ -251,9 +251,10 @@ class OllamaSurface(ChatSurface):
         ex.error_body = self.error_body
         body = await ex.read_body(self.max_body_bytes)
         request = json_object(body)
-        ex.model = request.get("model") or request.get("name")
-        if not isinstance(ex.model, str) or not ex.model:
+        model = request.get("model") or request.get("name")
+        if not isinstance(model, str) or not model:
             raise BadRequest('the request needs a "model" field')
+        await ex.use_model(model)
         deployment = self.gateway.deployment(ex.model)
         ex.upstream = deployment.upstream.name
         if deployment.provider == "ollama":
@@ -275,7 +276,7 @@ class OllamaSurface(ChatSurface):
         ex.error_body = self.error_body
         started = time.monotonic_ns()
         request = json_object(await ex.read_body(self.max_body_bytes))
-        ex.model = model_of(request)
+        await ex.use_model(model_of(request))
         inputs = request.get("input")
         if isinstance(inputs, str):
             inputs = [inputs]
@@ -283,6 +284,7 @@ class OllamaSurface(ChatSurface):
             raise BadRequest("input must be a string or a list of strings")
         deployment, vectors, tokens = await self.gateway.embed(ex.model, inputs, ex.leases)
         ex.upstream = deployment.upstream.name
+        ex.count_tokens(tokens, 0)
         await ex.respond_json(200, {"model": ex.model, "embeddings": vectors,
                                     "total_duration": time.monotonic_ns() - started, "load_duration": 0,
                                     "prompt_eval_count": tokens})

@@ -217,9 +217,10 @@ class OpenAISurface(ChatSurface):
             inputs = [inputs]
         if not isinstance(inputs, list) or not all(isinstance(text, str) for text in inputs):
             raise BadRequest("input must be a string or a list of strings")
-        ex.model = request["model"]
+        await ex.use_model(request["model"])
         deployment, vectors, tokens = await self.gateway.embed(request["model"], inputs, ex.leases)
         ex.upstream = deployment.upstream.name
+        ex.count_tokens(tokens, 0)
         await ex.respond_json(200, {"object": "list", "model": request["model"],
                                     "data": [{"object": "embedding", "index": index, "embedding": vector}
                                              for index, vector in enumerate(vectors)],

@@ -3,6 +3,7 @@ byte, and the upstream's status, headers and bytes come back as they arrive."""
 
 import orjson
 
+from llmrelay.access.limits import BYTES_PER_TOKEN
 from llmrelay.asgi import Exchange
 from llmrelay.core.errors import (
     BadRequest,
@@ -22,6 +23,7 @@ from llmrelay.surfaces.proxy_headers import (
     client_response_headers,
     upstream_request_headers,
 )
+from llmrelay.usage.tokens import TokenTap
 
 _SSE = b"text/event-stream"
 
@@ -39,7 +41,7 @@ class PassthroughSurface:
         """`POST /api/v1/chat/cf`: the body goes as it is to Cloudflare Workers AI's `LLM_CF_URL/<model>`."""
         body = await ex.read_body(self.max_body_bytes)
         model = requested_model(body)
-        ex.model = model
+        await ex.use_model(model)
         upstream = self.routes.cloudflare
         if upstream is None:
             raise NoUpstream("Cloudflare Workers AI is not configured: set LLM_CF_URL (your account's "
@@ -50,10 +52,10 @@ class PassthroughSurface:
     async def chat(self, ex: Exchange) -> None:
         body = await ex.read_body(self.max_body_bytes)
         model = requested_model(body)
-        ex.model = model
         if self.routes.is_local(model):
-            await self.local_chat(ex, body)
+            await self.local_chat(ex, body)  # which names the model itself
             return
+        await ex.use_model(model)
         route, strip_prefix = self.routes.route(model)
         if strip_prefix:
             body = replace_top_level_string(body, "model", model.removeprefix(OLLAMA_PREFIX))
@@ -125,6 +127,7 @@ def model_of(request: dict) -> str:
 
 async def relay(ex: Exchange, upstream: Upstream, response: Response, error_record) -> None:
     headers = client_response_headers(response.raw_headers)
+    tokens = TokenTap()
     if response.content_length is not None:
         # A whole answer of known size: one read, one write.
         try:
@@ -134,6 +137,8 @@ async def relay(ex: Exchange, upstream: Upstream, response: Response, error_reco
         headers.append((b"content-length", str(len(data)).encode()))
         await ex.start(response.status, headers)
         await ex.body(data)
+        tokens.whole(data)
+        count_relayed_tokens(ex, tokens)
         return
 
     await ex.start(response.status, headers)
@@ -141,6 +146,7 @@ async def relay(ex: Exchange, upstream: Upstream, response: Response, error_reco
     try:
         async for chunk in response.iter_chunks():
             await ex.body(chunk, more=True)
+            tokens.chunk(chunk)
             last = chunk
     except OSError as exc:
         error = broken_off(upstream, exc)
@@ -148,6 +154,16 @@ async def relay(ex: Exchange, upstream: Upstream, response: Response, error_reco
         sse = (response.headers.get("content-type") or "").encode().startswith(_SSE)
         await ex.body(error_record(error, last, sse), more=True)
     await ex.body(b"")
+    count_relayed_tokens(ex, tokens)
+
+
+def count_relayed_tokens(ex: Exchange, tokens: TokenTap) -> None:
+    """The upstream's own counts; when it reported none (an OpenAI stream without `include_usage`), an
+    estimate: the prompt from the body's size, one token per streamed event, as OpenAI streams them."""
+    if tokens.found:
+        ex.count_tokens(tokens.prompt, tokens.completion)
+    elif ex.status < 400:
+        ex.count_tokens(ex.body_size // BYTES_PER_TOKEN, max(0, tokens.events - 2), estimated=True)
 
 
 def stream_error_record(error: RelayError, last_chunk: bytes, sse: bool) -> bytes:

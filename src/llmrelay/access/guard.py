@@ -1,0 +1,105 @@
+"""Who may send a request, to which model, and how much: the access step between a surface and routing.
+
+`authenticate` runs before a handler reads the body; `admit` once the handler knows the model;
+`settle` after the answer, to charge the tokens the upstream reported.
+"""
+
+import asyncio
+import logging
+
+from llmrelay.access.keys import ApiKey, KeyStore
+from llmrelay.access.limits import BYTES_PER_TOKEN, Budget, RateLimits
+from llmrelay.core.errors import Forbidden, RelayError, Unauthenticated
+
+log = logging.getLogger("llmrelay")
+
+_BEARER = b"bearer "
+
+
+def presented_key(headers) -> str | None:
+    """The key a client sent: `Authorization: Bearer` (OpenAI and Ollama clients) or `x-api-key`
+    (Anthropic's)."""
+    for name, value in headers:
+        if name == b"authorization" and value[:7].lower() == _BEARER:
+            return value[7:].strip().decode("latin-1")
+        if name == b"x-api-key":
+            return value.strip().decode("latin-1")
+    return None
+
+
+class AccessGuard:
+    def __init__(self, keys: KeyStore, limits: RateLimits, model_budgets: dict[str, Budget]):
+        self.keys = keys
+        self.limits = limits
+        self.model_budgets = model_budgets
+        self._key_budgets: dict[str, Budget] = {}
+        self._charges: set[asyncio.Task] = set()
+
+    def authenticate(self, ex) -> None:
+        if self.keys.required:
+            ex.key = self.keys.authenticate(presented_key(ex.scope["headers"]))
+
+    def require_master(self, ex) -> None:
+        if not self.keys.admin_enabled:
+            raise Forbidden("the admin API is off: start the node with LLMRELAY_MASTER_KEY set")
+        presented = presented_key(ex.scope["headers"])
+        if not self.keys.is_master(presented):
+            raise Unauthenticated("the admin API needs the master key (LLMRELAY_MASTER_KEY) as "
+                                  "`Authorization: Bearer <key>`")
+
+    async def admit(self, ex, model: str) -> None:
+        key: ApiKey | None = ex.key
+        budgets = []
+        if key is not None:
+            self.keys.check_model(key, model)
+            budgets.append(self._key_budget(key))
+        budgets.append(self.model_budgets.get(model))
+        for budget in budgets:
+            if budget is None:
+                continue
+            try:
+                await self.limits.admit(budget, ex.body_size // BYTES_PER_TOKEN)
+            except RelayError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - the counters' store is down: serve rather than refuse all
+                log.warning("rate limits not checked: their store failed (%s)", type(exc).__name__)
+
+    def settle(self, ex) -> None:
+        """Charge the tokens of a finished request to the budgets that count tokens (off the answer's path)."""
+        tokens = (ex.prompt_tokens or 0) + (ex.completion_tokens or 0)
+        if not tokens:
+            return
+        budgets = [self.model_budgets.get(ex.model)]
+        if ex.key is not None:
+            budgets.append(self._key_budget(ex.key))
+        budgets = [budget for budget in budgets if budget is not None and budget.counts_tokens]
+        if budgets:
+            task = asyncio.get_running_loop().create_task(self._charge(budgets, tokens))
+            self._charges.add(task)
+            task.add_done_callback(self._charges.discard)
+
+    async def _charge(self, budgets: list[Budget], tokens: int) -> None:
+        try:
+            for budget in budgets:
+                await self.limits.charge(budget, tokens)
+        except Exception as exc:  # noqa: BLE001 - a lost charge must not fail anything else
+            log.warning("could not count %d tokens against the rate limits: %s", tokens, type(exc).__name__)
+
+    async def drain(self) -> None:
+        if self._charges:
+            await asyncio.gather(*self._charges, return_exceptions=True)
+
+    def _key_budget(self, key: ApiKey) -> Budget | None:
+        if not (key.rpm or key.tpm or key.tokens_per_day):
+            return None
+        budget = self._key_budgets.get(key.id)
+        if budget is None or (budget.rpm, budget.tpm, budget.tokens_per_day) != (key.rpm, key.tpm,
+                                                                                 key.tokens_per_day):
+            budget = Budget("key", key.id, key.rpm, key.tpm, key.tokens_per_day)
+            self._key_budgets[key.id] = budget
+        return budget
+
+
+def model_budgets(models) -> dict[str, Budget]:
+    return {model.name: Budget("model", model.name, model.rpm, model.tpm)
+            for model in models if model.rpm or model.tpm}

@@ -1,0 +1,95 @@
+"""Usage records: one row per model request, written to the database in batches on a thread of its own.
+
+A slow or unreachable database never holds up a request, nor the access log: rows wait here (up to
+MAX_PENDING; beyond that new rows are dropped and counted) and a failed batch is retried whole on the
+next round. `close()` writes everything still waiting, so a node stopped with SIGTERM loses nothing.
+"""
+
+import logging
+import threading
+from collections import deque
+
+from llmrelay.observability.recorder import RequestRecord
+from llmrelay.storage.database import Database, describe_error
+
+log = logging.getLogger("llmrelay")
+
+MAX_PENDING = 1_000_000
+BATCH = 1000
+INTERVAL = 0.5
+CLOSE_ATTEMPTS = 5
+
+
+def usage_row(r: RequestRecord) -> tuple:
+    return (r.at, r.request_id, r.key_id, r.surface, r.model, r.provider, r.deployment, r.status,
+            r.prompt_tokens, r.completion_tokens, r.tokens_estimated,
+            None if r.ttft_ms is None else round(r.ttft_ms, 3), round(r.duration_ms, 3), r.error_type)
+
+
+class UsageWriter:
+    def __init__(self, database: Database):
+        self.database = database
+        self.written = 0
+        self.dropped = 0
+        self._rows: deque[tuple] = deque()  # appended by the recorder's thread, taken by this one
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._failing = False
+        self._thread = threading.Thread(target=self._run, name="llmrelay-usage", daemon=True)
+        self._thread.start()
+
+    def __call__(self, records: list[RequestRecord], dropped: int) -> None:
+        """A recorder consumer: queue the model requests among `records`."""
+        rows = [usage_row(r) for r in records if r.surface is not None]
+        if not rows:
+            return
+        room = MAX_PENDING - len(self._rows)
+        if room < len(rows):
+            self.dropped += len(rows) - max(0, room)
+            rows = rows[:max(0, room)]
+        self._rows.extend(rows)
+        if len(self._rows) >= BATCH:
+            self._wake.set()
+
+    @property
+    def pending(self) -> int:
+        return len(self._rows)
+
+    def close(self) -> None:
+        self._stop.set()
+        self._wake.set()
+        self._thread.join(timeout=30)
+        for _ in range(CLOSE_ATTEMPTS):
+            if not self._rows or not self._write_batch():
+                break
+        if self._rows:
+            log.error("%d usage records could not be written to %s before the node stopped",
+                      len(self._rows), self.database.display)
+        if self.dropped:
+            log.error("%d usage records were dropped: the database fell too far behind", self.dropped)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self._wake.wait(INTERVAL)
+            self._wake.clear()
+            while self._rows and self._write_batch() and len(self._rows) >= BATCH:
+                pass
+
+    def _write_batch(self) -> bool:
+        """Write up to BATCH rows; True when they landed."""
+        batch = [self._rows[i] for i in range(min(BATCH, len(self._rows)))]
+        try:
+            self.database.insert_usage(batch)
+        except Exception as exc:  # noqa: BLE001 - keep the rows and try again next round
+            if not self._failing:
+                log.warning("cannot write usage records to %s (%s); they wait in memory and are retried",
+                            self.database.display, describe_error(exc))
+            self._failing = True
+            return False
+        if self._failing:
+            log.info("usage records are being written to %s again", self.database.display)
+        self._failing = False
+        for _ in batch:
+            self._rows.popleft()
+        self.written += len(batch)
+        return True
