@@ -81,3 +81,19 @@ def start_node(tmp_path):
     yield start
     for started in nodes:
         started.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_server():
+    from tests.support.servers import RedisServer
+    server = RedisServer()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def postgres_server():
+    from tests.support.servers import PostgresServer
+    server = PostgresServer()
+    yield server
+    server.stop()

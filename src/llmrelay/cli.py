@@ -146,12 +146,18 @@ def _admin(url: str, master_key: str | None, method: str, path: str, payload: di
 
 
 def _table(columns: list[str], rows: list[list]) -> None:
+    """A table on a terminal; tab-separated lines, whole and easy to script, anywhere else."""
+    cells = [["-" if value is None else str(value) for value in row] for row in rows]
+    if not sys.stdout.isatty():
+        for line in [columns, *cells]:
+            typer.echo("\t".join(line))
+        return
     from rich.console import Console
     from rich.table import Table
 
     table = Table(*columns)
-    for row in rows:
-        table.add_row(*("-" if value is None else str(value) for value in row))
+    for row in cells:
+        table.add_row(*row)
     Console().print(table)
 
 
