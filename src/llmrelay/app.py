@@ -146,8 +146,8 @@ class RelayApp:
                 lease.release()
             if self.recorder is not None:
                 self.recorder.record(self.request_record(ex))
-            if ex.key is not None or ex.model is not None:
-                self.guard.settle(ex)
+            if ex.prompt_tokens or ex.completion_tokens:
+                await self.guard.settle(ex)
 
     async def dispatch(self, ex: Exchange) -> None:
         path = ex.path
@@ -171,8 +171,11 @@ class RelayApp:
             finally:
                 self.admission.leave()
             return
-        if path.startswith("/admin/") or (path == "/metrics" and not self.settings.public_metrics):
+        if path.startswith("/admin/"):
             self.guard.require_master(ex)
+        elif path == "/metrics":
+            if self.keys.required and not self.settings.public_metrics:
+                self.guard.require_master(ex)
         elif path not in PUBLIC_PATHS:
             self.guard.authenticate(ex)
         await handler(ex)
@@ -256,7 +259,6 @@ class RelayApp:
             task.cancel()
         self.disconnects.close()
         await self.client.close()
-        await self.guard.drain()
         if self.recorder is not None:
             self.recorder.close()  # hands the last records to the usage writer
         if self.usage is not None:

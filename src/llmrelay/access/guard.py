@@ -4,7 +4,6 @@
 `settle` after the answer, to charge the tokens the upstream reported.
 """
 
-import asyncio
 import logging
 
 from llmrelay.access.keys import ApiKey, KeyStore
@@ -33,7 +32,6 @@ class AccessGuard:
         self.limits = limits
         self.model_budgets = model_budgets
         self._key_budgets: dict[str, Budget] = {}
-        self._charges: set[asyncio.Task] = set()
 
     def authenticate(self, ex) -> None:
         if self.keys.required:
@@ -64,30 +62,25 @@ class AccessGuard:
             except Exception as exc:  # noqa: BLE001 - the counters' store is down: serve rather than refuse all
                 log.warning("rate limits not checked: their store failed (%s)", type(exc).__name__)
 
-    def settle(self, ex) -> None:
-        """Charge the tokens of a finished request to the budgets that count tokens (off the answer's path)."""
+    async def settle(self, ex) -> None:
+        """Charge the tokens of a finished request to the budgets that count tokens.
+
+        Awaited before the request's task ends, so that the client's next request sees the charge; only
+        budgets with a token limit cost anything here.
+        """
         tokens = (ex.prompt_tokens or 0) + (ex.completion_tokens or 0)
         if not tokens:
             return
         budgets = [self.model_budgets.get(ex.model)]
         if ex.key is not None:
             budgets.append(self._key_budget(ex.key))
-        budgets = [budget for budget in budgets if budget is not None and budget.counts_tokens]
-        if budgets:
-            task = asyncio.get_running_loop().create_task(self._charge(budgets, tokens))
-            self._charges.add(task)
-            task.add_done_callback(self._charges.discard)
-
-    async def _charge(self, budgets: list[Budget], tokens: int) -> None:
-        try:
-            for budget in budgets:
-                await self.limits.charge(budget, tokens)
-        except Exception as exc:  # noqa: BLE001 - a lost charge must not fail anything else
-            log.warning("could not count %d tokens against the rate limits: %s", tokens, type(exc).__name__)
-
-    async def drain(self) -> None:
-        if self._charges:
-            await asyncio.gather(*self._charges, return_exceptions=True)
+        for budget in budgets:
+            if budget is not None and budget.counts_tokens:
+                try:
+                    await self.limits.charge(budget, tokens)
+                except Exception as exc:  # noqa: BLE001 - a lost charge must not fail anything else
+                    log.warning("could not count %d tokens against the rate limits: %s", tokens,
+                                type(exc).__name__)
 
     def _key_budget(self, key: ApiKey) -> Budget | None:
         if not (key.rpm or key.tpm or key.tokens_per_day):
