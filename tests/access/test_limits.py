@@ -1,0 +1,119 @@
+"""Rate limits per key and per model: exact at the boundary, in memory and in Redis across nodes."""
+
+import json
+import os
+
+import httpx
+import openai
+import pytest
+
+from tests.access.test_keys import MASTER, QUESTION, _eventually, create_key
+from tests.fakes.brain import DEFAULT_WORDS, PROMPT_TOKENS
+from tests.support.node import free_port
+
+# The fake answers every plain question with the same counts.
+TOKENS_PER_ANSWER = PROMPT_TOKENS + len(DEFAULT_WORDS)
+BODY = json.dumps({"model": "llama3", "messages": QUESTION, "stream": False}).encode()
+ESTIMATE = len(BODY) // 4  # the node's up-front estimate of the prompt: 4 bytes a token
+
+
+@pytest.fixture
+def keyed_node(start_node, node_env):
+    return start_node({**node_env, "LLMRELAY_MASTER_KEY": MASTER})
+
+
+def chat(node, key: str, body: bytes = BODY) -> httpx.Response:
+    return httpx.post(node.url + "/api/v1/chat", content=body, headers={"authorization": f"Bearer {key}"})
+
+
+def test_requests_per_minute_hold_exactly_at_the_limit(keyed_node):
+    key = create_key(keyed_node, rpm=3)
+    assert [chat(keyed_node, key["key"]).status_code for _ in range(3)] == [200, 200, 200]
+    refused = chat(keyed_node, key["key"])
+    assert refused.status_code == 429
+    assert 1 <= int(refused.headers["retry-after"]) <= 60
+    assert refused.headers["x-ratelimit-limit-requests"] == "3"
+    assert refused.headers["x-ratelimit-remaining-requests"] == "0"
+    assert f"{key['id']} is over its limit of 3 requests per minute" in refused.json()["error"]["message"]
+    # the OpenAI SDK reads it as its own rate-limit error
+    client = openai.OpenAI(base_url=keyed_node.url + "/v1", api_key=key["key"], max_retries=0)
+    with pytest.raises(openai.RateLimitError):
+        client.chat.completions.create(model="llama3", messages=QUESTION)
+    # another key has its own budget
+    assert chat(keyed_node, create_key(keyed_node, rpm=3)["key"]).status_code == 200
+
+
+@pytest.mark.parametrize("room, admitted", [(0, 3), (-1, 2)])
+def test_tokens_per_minute_hold_exactly_at_the_limit(keyed_node, room, admitted):
+    """Two answers used 2T tokens; a third fits only if 2T plus its estimated prompt is within the limit."""
+    tpm = 2 * TOKENS_PER_ANSWER + ESTIMATE + room
+    key = create_key(keyed_node, tpm=tpm)["key"]
+    statuses = [chat(keyed_node, key).status_code for _ in range(4)]
+    assert statuses == [200] * admitted + [429] * (4 - admitted)
+    refused = chat(keyed_node, key)
+    assert "tokens per minute" in refused.json()["error"]["message"]
+    assert refused.headers["x-ratelimit-limit-tokens"] == str(tpm)
+    assert refused.headers["x-ratelimit-remaining-tokens"] == str(max(0, tpm - admitted * TOKENS_PER_ANSWER))
+
+
+def test_streamed_answers_count_their_tokens(keyed_node):
+    key = create_key(keyed_node, tpm=TOKENS_PER_ANSWER + ESTIMATE)["key"]
+    streamed = json.dumps({"model": "llama3", "messages": QUESTION, "stream": True}).encode()
+    first = chat(keyed_node, key, streamed)
+    assert first.status_code == 200 and first.text.count("\n") > 3
+    assert chat(keyed_node, key, streamed).status_code == 200  # used T; T + estimate fits exactly
+    assert chat(keyed_node, key, streamed).status_code == 429
+
+
+def test_a_prompt_larger_than_the_limit_is_refused_with_a_reason(keyed_node):
+    key = create_key(keyed_node, tpm=ESTIMATE - 1)["key"]
+    refused = chat(keyed_node, key)
+    assert refused.status_code == 429 and "larger than" in refused.json()["error"]["message"]
+
+
+def test_tokens_per_day(keyed_node):
+    key = create_key(keyed_node, tokens_per_day=TOKENS_PER_ANSWER + ESTIMATE)["key"]
+    assert chat(keyed_node, key).status_code == 200
+    assert chat(keyed_node, key).status_code == 200
+    refused = chat(keyed_node, key)
+    assert refused.status_code == 429 and "tokens per day" in refused.json()["error"]["message"]
+
+
+def test_a_models_limit_holds_across_keys(start_node, node_env, ollama, tmp_path):
+    (tmp_path / "llmrelay.yaml").write_text(f"""
+models:
+  - name: capped
+    rpm: 2
+    deployments:
+      - provider: ollama
+        base_url: {ollama.url}
+        model: llama3
+""")
+    node = start_node({**node_env, "LLMRELAY_MASTER_KEY": MASTER}, cwd=tmp_path)
+    alice, bob = create_key(node)["key"], create_key(node)["key"]
+    body = json.dumps({"model": "capped", "messages": QUESTION, "max_tokens": 5}).encode()
+
+    def ask(key):
+        return httpx.post(node.url + "/v1/chat/completions", content=body,
+                          headers={"authorization": f"Bearer {key}"})
+    assert [ask(alice).status_code, ask(bob).status_code] == [200, 200]
+    refused = ask(alice)
+    assert refused.status_code == 429 and "model capped" in refused.json()["error"]["message"]
+    assert httpx.post(node.url + "/v1/chat/completions", headers={"authorization": f"Bearer {bob}"},
+                      json={"model": "llama3", "messages": QUESTION}).status_code == 200  # other models are free
+
+
+def test_limits_in_redis_hold_across_nodes(start_node, node_env, redis_server, postgres_server):
+    database = postgres_server.create_database(f"limits_{os.getpid()}_{free_port()}")
+    env = {**node_env, "LLMRELAY_MASTER_KEY": MASTER, "LLMRELAY_DATABASE_URL": database,
+           "LLMRELAY_REDIS_URL": redis_server.url}
+    first, second = start_node(env), start_node(env)
+    created = create_key(first, rpm=4)
+    # the second node picks the key up within a second; until then it refuses it as unknown
+    assert _eventually(lambda: chat(second, created["key"]).status_code != 401, 3)
+    statuses = [chat(node, created["key"]).status_code for node in (first, second) * 3]
+    assert sorted(statuses) == [200, 200, 200, 429, 429, 429]  # 4 in all, one of them above
+    # the counters are in Redis, under the key's id, never the key itself
+    stored = [name.decode() for name in redis_server.client().keys("*")]
+    assert any(created["id"] in name for name in stored)
+    assert not any(created["key"] in name for name in stored)
