@@ -60,7 +60,8 @@ class Node:
         raise RuntimeError(f"the node did not become healthy:\n{self.logs()}")
 
     def logs(self) -> str:
-        self._log.flush()
+        if not self._log.closed:
+            self._log.flush()
         return self.log_path.read_text(errors="replace")
 
     def wait_for_log(self, text: str, timeout: float = 5) -> str:
