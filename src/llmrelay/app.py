@@ -203,6 +203,9 @@ class RelayApp:
                    "deployments": self.gateway.balancer.report()}
         if local:
             payload["local_models"] = local
+        if self.usage is not None:
+            payload["usage_records"] = {"database": self.database.display, "pending": self.usage.pending,
+                                        "written": self.usage.written}
         if not upstreams and not local:
             payload["message"] = "no upstream is configured: set LLM_CHAT_URL, OPENAI_API_KEY or ANTHROPIC_API_KEY"
         await ex.respond_json(200 if ready else 503, payload)

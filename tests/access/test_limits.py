@@ -117,3 +117,17 @@ def test_limits_in_redis_hold_across_nodes(start_node, node_env, redis_server, p
     stored = [name.decode() for name in redis_server.client().keys("*")]
     assert any(created["id"] in name for name in stored)
     assert not any(created["key"] in name for name in stored)
+
+
+def test_a_node_that_loses_redis_keeps_serving_and_says_so(start_node, node_env):
+    from tests.support.servers import RedisServer
+    redis_server = RedisServer()  # its own: this test stops it
+    try:
+        node = start_node({**node_env, "LLMRELAY_MASTER_KEY": MASTER, "LLMRELAY_REDIS_URL": redis_server.url})
+        key = create_key(node, rpm=100)["key"]
+        assert chat(node, key).status_code == 200
+    finally:
+        redis_server.stop()
+    assert [chat(node, key).status_code for _ in range(3)] == [200, 200, 200]
+    logs = node.wait_for_log("the rate-limit store failed")
+    assert logs.count("the rate-limit store failed") == 1  # said once, not once per request

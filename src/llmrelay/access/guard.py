@@ -5,6 +5,7 @@
 """
 
 import logging
+import time
 
 from llmrelay.access.keys import ApiKey, KeyStore
 from llmrelay.access.limits import BYTES_PER_TOKEN, Budget, RateLimits
@@ -13,6 +14,7 @@ from llmrelay.core.errors import Forbidden, RelayError, Unauthenticated
 log = logging.getLogger("llmrelay")
 
 _BEARER = b"bearer "
+STORE_WARNING_SECONDS = 10.0
 
 
 def presented_key(headers) -> str | None:
@@ -32,6 +34,7 @@ class AccessGuard:
         self.limits = limits
         self.model_budgets = model_budgets
         self._key_budgets: dict[str, Budget] = {}
+        self._warned_at = -STORE_WARNING_SECONDS
 
     def authenticate(self, ex) -> None:
         if self.keys.required:
@@ -60,7 +63,7 @@ class AccessGuard:
             except RelayError:
                 raise
             except Exception as exc:  # noqa: BLE001 - the counters' store is down: serve rather than refuse all
-                log.warning("rate limits not checked: their store failed (%s)", type(exc).__name__)
+                self._store_failed("rate limits not checked", exc)
 
     async def settle(self, ex) -> None:
         """Charge the tokens of a finished request to the budgets that count tokens.
@@ -79,8 +82,15 @@ class AccessGuard:
                 try:
                     await self.limits.charge(budget, tokens)
                 except Exception as exc:  # noqa: BLE001 - a lost charge must not fail anything else
-                    log.warning("could not count %d tokens against the rate limits: %s", tokens,
-                                type(exc).__name__)
+                    self._store_failed("tokens not counted against the rate limits", exc)
+
+    def _store_failed(self, what: str, exc: Exception) -> None:
+        """Say so in the log, at most once every STORE_WARNING_SECONDS, however many requests see it."""
+        now = time.monotonic()
+        if now - self._warned_at >= STORE_WARNING_SECONDS:
+            self._warned_at = now
+            log.warning("%s: the rate-limit store failed (%s); requests are served without limits until it "
+                        "is back", what, type(exc).__name__)
 
     def _key_budget(self, key: ApiKey) -> Budget | None:
         if not (key.rpm or key.tpm or key.tokens_per_day):

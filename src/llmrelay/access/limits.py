@@ -17,6 +17,7 @@ from limits.aio.strategies import FixedWindowRateLimiter, MovingWindowRateLimite
 from llmrelay.core.errors import RateLimited
 
 BYTES_PER_TOKEN = 4
+REDIS_TIMEOUT = 0.5  # seconds
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,7 +37,9 @@ class Budget:
 def open_storage(redis_url: str | None) -> Storage:
     if redis_url:
         # redis-py rather than limits' default coredis: one Redis client library for the whole node.
-        return RedisStorage("async+" + redis_url, implementation="redispy", key_prefix="llmrelay:limits")
+        # Short timeouts: a Redis that stops answering must cost a request milliseconds, not minutes.
+        return RedisStorage("async+" + redis_url, implementation="redispy", key_prefix="llmrelay:limits",
+                            socket_timeout=REDIS_TIMEOUT, socket_connect_timeout=REDIS_TIMEOUT)
     return MemoryStorage()
 
 
