@@ -51,6 +51,11 @@ _EMBED = {"type": "object", "required": ["model", "input"], "properties": {
     "model": _TEXT, "input": {"oneOf": [_TEXT, {"type": "array", "items": _TEXT}]}}}
 
 
+_NEW_KEY = {"type": "object", "required": ["name"], "additionalProperties": False, "properties": {
+    "name": _TEXT, "models": {"type": "array", "items": _TEXT}, "rpm": _INTEGER, "tpm": _INTEGER,
+    "tokens_per_day": _INTEGER, "expires": {"oneOf": [_TEXT, _NUMBER], "description": "e.g. 30d, 12h"}}}
+
+
 def _post(summary: str, schema: dict, streams: str | None = None) -> dict:
     content = {"application/json": {"schema": _OBJECT}}
     if streams:
@@ -95,5 +100,19 @@ def openapi_document(version: str) -> dict:
             "/api/embed": _post("Ollama embeddings", _EMBED),
             "/health": _get("The process is alive"),
             "/ready": _get("Each upstream's readiness (503 when none is ready)"),
+            "/metrics": _get("Prometheus metrics (master key when keys are on)"),
+            "/admin/keys": {**_get("API keys, without the keys themselves (master key)"),
+                            **_post("Create an API key, returned this once (master key)", _NEW_KEY)},
+            "/admin/keys/{key_id}": {"delete": {
+                "summary": "Revoke an API key (master key)",
+                "parameters": [{"name": "key_id", "in": "path", "required": True, "schema": _TEXT}],
+                "responses": _get("")["get"]["responses"]}},
+            "/admin/usage": _get("Usage totals by key, model or day: ?by=model&since=7d (master key)"),
+            "/admin/usage/records": _get("Recent usage records: ?since=1d&limit=100&errors=1 (master key)"),
+            "/admin/deployments": _get("Every deployment's state and load (master key)"),
         },
+        "components": {"securitySchemes": {
+            "bearer": {"type": "http", "scheme": "bearer", "description": "An llmrelay key, when keys are on"},
+            "apiKey": {"type": "apiKey", "in": "header", "name": "x-api-key"}}},
+        "security": [{}, {"bearer": []}, {"apiKey": []}],
     }
