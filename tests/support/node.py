@@ -32,7 +32,9 @@ class Node:
         self.env = {k: v for k, v in os.environ.items()
                     if k not in _NODE_VARIABLES and not k.startswith("LLMRELAY_")}
         # Each node keeps its keys and usage records in a directory of its own, never in the user's home.
-        self.env["LLMRELAY_DATA_DIR"] = tempfile.mkdtemp(prefix="llmrelay-data-")
+        # (under the test's own directory when it has one: pytest cleans those up)
+        self.env["LLMRELAY_DATA_DIR"] = (str(Path(cwd) / f"data-{self.port}") if cwd
+                                         else tempfile.mkdtemp(prefix="llmrelay-data-"))
         self.env.update(env or {})
         self.args = args or []
         self.process: subprocess.Popen | None = None
