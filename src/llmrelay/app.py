@@ -15,6 +15,7 @@ from llmrelay.observability.access_log import AccessLog
 from llmrelay.observability.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from llmrelay.observability.metrics import Metrics
 from llmrelay.observability.recorder import Recorder, RequestRecord
+from llmrelay.observability.timeline import Timeline
 from llmrelay.providers.http_client import UpstreamClient
 from llmrelay.routing.admission import Admission
 from llmrelay.routing.gateway import Gateway
@@ -30,6 +31,7 @@ from llmrelay.surfaces.openai import OpenAISurface
 from llmrelay.surfaces.openapi import openapi_document
 from llmrelay.surfaces.passthrough import PassthroughSurface
 from llmrelay.usage.writer import UsageWriter
+from llmrelay.web import PAGES, STATIC_PATH, WebPages
 
 log = logging.getLogger("llmrelay")
 
@@ -43,8 +45,9 @@ SURFACE_OF_PATH = {
     "/v1/messages": "anthropic", "/v1/messages/count_tokens": "anthropic",
     "/api/chat": "ollama", "/api/generate": "ollama", "/api/show": "ollama", "/api/embed": "ollama",
 }
-# Open to anyone, keys or not: liveness, readiness and the API description.
-PUBLIC_PATHS = frozenset({"/health", "/ready", "/openapi.json"})
+# Open to anyone, keys or not: liveness, readiness, the API description, and the pages (whose scripts send
+# the key the user gives them).
+PUBLIC_PATHS = frozenset({"/health", "/ready", "/openapi.json", *PAGES})
 
 
 class RelayApp:
@@ -73,6 +76,8 @@ class RelayApp:
             settings.redis_url and settings.redis_url.get_secret_value())), model_budgets(settings.models))
         Exchange.guard = self.guard
         self.metrics = Metrics(self)
+        self.timeline = Timeline()
+        self.web = WebPages()
         self.recorder: Recorder | None = None
         self.usage: UsageWriter | None = None
         self.error_body_of = {path: surface.error_body for surface, paths in (
@@ -112,6 +117,9 @@ class RelayApp:
             "/admin/usage": {"GET": admin.usage},
             "/admin/usage/records": {"GET": admin.usage_records},
             "/admin/deployments": {"GET": admin.deployments_report},
+            "/admin/stats": {"GET": self.stats},
+            # The chat page and the dashboard
+            **{path: {"GET": self.web.page} for path in PAGES},
         }
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -157,6 +165,9 @@ class RelayApp:
                 self.guard.require_master(ex)
                 await self.admin_key_action(ex)
                 return
+            if path.startswith(STATIC_PATH):
+                await self.web.asset(ex)
+                return
             raise NotFound(f"no endpoint at {path}; GET /openapi.json lists the node's endpoints")
         handler = methods.get(ex.method)
         if handler is None:
@@ -172,7 +183,9 @@ class RelayApp:
                 self.admission.leave()
             return
         if path.startswith("/admin/"):
-            self.guard.require_master(ex)
+            # An open node's dashboard may read its own state; changing keys always takes the master key.
+            if self.keys.required or path == KEYS_PATH:
+                self.guard.require_master(ex)
         elif path == "/metrics":
             if self.keys.required and not self.settings.public_metrics:
                 self.guard.require_master(ex)
@@ -213,6 +226,11 @@ class RelayApp:
     async def metrics_page(self, ex: Exchange) -> None:
         await ex.respond(200, self.metrics.exposition(), METRICS_CONTENT_TYPE)
 
+    async def stats(self, ex: Exchange) -> None:
+        """What the dashboard charts: requests and latency per second, and the node's load now."""
+        await ex.respond_json(200, {"timeline": self.timeline.snapshot(300), "in_flight": self.admission.in_flight,
+                                    "queued": len(self.admission.waiters)})
+
     async def openapi(self, ex: Exchange) -> None:
         await ex.respond_json(200, openapi_document(__version__))
 
@@ -237,7 +255,7 @@ class RelayApp:
         except Exception as exc:  # noqa: BLE001 - said plainly; uvicorn then stops the node
             raise RuntimeError(f"cannot open the database {self.database.display} ({describe_error(exc)}); "
                                "check LLMRELAY_DATABASE_URL or LLMRELAY_DATA_DIR") from None
-        consumers = [AccessLog(self.settings.log_format), self.metrics]
+        consumers = [AccessLog(self.settings.log_format), self.metrics, self.timeline]
         if self.settings.usage_records:
             self.usage = UsageWriter(self.database)
             consumers.append(self.usage)

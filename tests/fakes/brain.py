@@ -4,12 +4,14 @@
 - tools were offered                  -> one call of get_weather with several arguments, or two parallel
                                          calls when the user says "two"; "mixed" adds text to the call;
 - the last user message has images    -> text naming how many images and their media types;
+- the user asks for "html"            -> markup that would run script if a page put it into HTML;
 - otherwise                           -> "The sky is blue because of Rayleigh scattering."
 """
 
 from dataclasses import dataclass, field
 
 PROMPT_TOKENS = 12
+HOSTILE_WORDS = ["<img src=x onerror=alert(1)>", " and ", "<script>alert(2)</script>", " **bold**"]
 DEFAULT_WORDS = ["The", " sky", " is", " blue", " because", " of", " Rayleigh", " scattering", "."]
 
 
@@ -44,6 +46,8 @@ def answer(asked: Asked) -> Answer:
             return Answer(words, [("call_fake_0", asked.tools[0], {"city": "Paris", "unit": "celsius"}),
                                   ("call_fake_1", asked.tools[0], {"city": "Tokyo", "unit": "celsius"})])
         return Answer(words, [("call_fake_0", asked.tools[0], {"city": "Paris", "unit": "celsius", "days": 3})])
+    if "html" in asked.text:
+        return Answer(list(HOSTILE_WORDS), [])
     if asked.images:
         return Answer(["I see ", f"{len(asked.images)} image(s): ", ", ".join(asked.images)], [])
     return Answer(list(DEFAULT_WORDS), [])

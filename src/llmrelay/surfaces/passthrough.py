@@ -127,6 +127,8 @@ def model_of(request: dict) -> str:
 
 async def relay(ex: Exchange, upstream: Upstream, response: Response, error_record) -> None:
     headers = client_response_headers(response.raw_headers)
+    if response.status >= 400:
+        ex.error_type = "upstream_error"  # relayed in the upstream's own shape; the status says which
     tokens = TokenTap()
     if response.content_length is not None:
         # A whole answer of known size: one read, one write.
