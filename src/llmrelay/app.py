@@ -195,12 +195,13 @@ class RelayApp:
 
     def request_record(self, ex: Exchange) -> RequestRecord:
         ended = time.perf_counter()
-        deployment = ex.leases[-1].deployment if ex.leases else None
+        deployment = ex.deployment
         return RequestRecord(
             time.time(), ex.method, ex.path, SURFACE_OF_PATH.get(ex.path), ex.model, ex.upstream,
             deployment.provider if deployment else ex.upstream, deployment.label if deployment else ex.upstream,
             ex.key.id if ex.key is not None else None, ex.status, (ended - ex.started) * 1000,
-            (ex.first_out - ex.started) * 1000 if ex.first_out else None,
+            # time to the first token: only answers have one (an error's body is not a token)
+            (ex.first_out - ex.started) * 1000 if ex.first_out and ex.status < 400 else None,
             (time.monotonic() - ex.leases[-1].started) * 1000 if ex.leases else None,
             ex.bytes_out, ex.request_id, ex.error_type, ex.prompt_tokens, ex.completion_tokens, ex.tokens_estimated)
 

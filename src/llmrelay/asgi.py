@@ -26,7 +26,7 @@ class Exchange:
 
     __slots__ = ("scope", "receive", "send", "method", "path", "request_id", "started", "model", "upstream",
                  "status", "bytes_out", "error_type", "client_gone", "error_body", "watch", "handler", "leases",
-                 "_watcher", "key", "body_size", "first_out", "prompt_tokens", "completion_tokens",
+                 "_watcher", "deployment", "key", "body_size", "first_out", "prompt_tokens", "completion_tokens",
                  "tokens_estimated")
 
     guard = None  # the node's AccessGuard: checks the key's model and the rate limits (set by the app)
@@ -50,6 +50,7 @@ class Exchange:
         self.handler: asyncio.Task | None = None
         self.leases: list = []  # holds on deployments, released when the answer is done
         self._watcher: asyncio.Task | None = None
+        self.deployment = None  # the last deployment tried, whether or not it answered
         self.key = None  # the ApiKey the request came with, when the node requires keys
         self.body_size = 0
         self.first_out = 0.0  # perf_counter when the first byte of the answer's body went out
@@ -68,6 +69,10 @@ class Exchange:
         self.model = model
         if self.guard is not None:
             await self.guard.admit(self, model)
+
+    def use_deployment(self, deployment) -> None:
+        self.deployment = deployment
+        self.upstream = deployment.upstream.name
 
     def count_tokens(self, prompt: int | None, completion: int | None, estimated: bool = False) -> None:
         self.prompt_tokens = prompt

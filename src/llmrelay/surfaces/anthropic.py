@@ -223,7 +223,7 @@ class AnthropicSurface(ChatSurface):
         request = json_object(body)
         await ex.use_model(model_of(request))
         deployment = self.gateway.deployment(ex.model)
-        ex.upstream = deployment.upstream.name
+        ex.use_deployment(deployment)
         if deployment.provider == "anthropic":  # exact counts from the upstream itself
             await forward(ex, self.gateway.client, deployment.upstream, self.same_api_body(body, request, deployment),
                           deployment.upstream.base_url + "/v1/messages/count_tokens", self.stream_error_record)

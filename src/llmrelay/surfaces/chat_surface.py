@@ -92,7 +92,7 @@ class ChatSurface:
         async def attempt(lease, final: bool):
             nonlocal chat
             deployment = lease.deployment
-            ex.upstream = deployment.upstream.name
+            ex.use_deployment(deployment)
             if deployment.provider == self.api:
                 return await open_upstream(ex, self.gateway.client, deployment.upstream,
                                            self.same_api_body(body, request, deployment),

@@ -256,7 +256,7 @@ class OllamaSurface(ChatSurface):
             raise BadRequest('the request needs a "model" field')
         await ex.use_model(model)
         deployment = self.gateway.deployment(ex.model)
-        ex.upstream = deployment.upstream.name
+        ex.use_deployment(deployment)
         if deployment.provider == "ollama":
             payload = orjson.dumps({**request, "model": deployment.model})
             await forward(ex, self.gateway.client, deployment.upstream, payload,
@@ -283,7 +283,7 @@ class OllamaSurface(ChatSurface):
         if not isinstance(inputs, list) or not all(isinstance(text, str) for text in inputs):
             raise BadRequest("input must be a string or a list of strings")
         deployment, vectors, tokens = await self.gateway.embed(ex.model, inputs, ex.leases)
-        ex.upstream = deployment.upstream.name
+        ex.use_deployment(deployment)
         ex.count_tokens(tokens, 0)
         await ex.respond_json(200, {"model": ex.model, "embeddings": vectors,
                                     "total_duration": time.monotonic_ns() - started, "load_duration": 0,

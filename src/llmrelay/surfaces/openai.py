@@ -219,7 +219,7 @@ class OpenAISurface(ChatSurface):
             raise BadRequest("input must be a string or a list of strings")
         await ex.use_model(request["model"])
         deployment, vectors, tokens = await self.gateway.embed(request["model"], inputs, ex.leases)
-        ex.upstream = deployment.upstream.name
+        ex.use_deployment(deployment)
         ex.count_tokens(tokens, 0)
         await ex.respond_json(200, {"object": "list", "model": request["model"],
                                     "data": [{"object": "embedding", "index": index, "embedding": vector}

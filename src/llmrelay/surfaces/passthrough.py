@@ -62,9 +62,8 @@ class PassthroughSurface:
         ex.cancel_on_disconnect()
 
         async def attempt(lease, final: bool) -> Response:
-            upstream = lease.deployment.upstream
-            ex.upstream = upstream.name
-            return await open_upstream(ex, self.client, upstream, body, None, final)
+            ex.use_deployment(lease.deployment)
+            return await open_upstream(ex, self.client, lease.deployment.upstream, body, None, final)
 
         response = await self.retrier.run(route, attempt, ex.leases)
         await relay_and_close(ex, ex.leases[-1].deployment.upstream, response, stream_error_record)
@@ -161,11 +160,11 @@ async def relay(ex: Exchange, upstream: Upstream, response: Response, error_reco
 
 def count_relayed_tokens(ex: Exchange, tokens: TokenTap) -> None:
     """The upstream's own counts; when it reported none (an OpenAI stream without `include_usage`), an
-    estimate: the prompt from the body's size, one token per streamed event, as OpenAI streams them."""
+    estimate: the prompt from the body's size, one token per streamed event but the role, finish and [DONE] ones, as OpenAI streams them."""
     if tokens.found:
         ex.count_tokens(tokens.prompt, tokens.completion)
     elif ex.status < 400:
-        ex.count_tokens(ex.body_size // BYTES_PER_TOKEN, max(0, tokens.events - 2), estimated=True)
+        ex.count_tokens(ex.body_size // BYTES_PER_TOKEN, max(0, tokens.events - 3), estimated=True)
 
 
 def stream_error_record(error: RelayError, last_chunk: bytes, sse: bool) -> bytes:
