@@ -13,10 +13,9 @@ import ollama
 import openai
 import pytest
 
+from tests.support.admin import MASTER, QUESTION, create_key, eventually
 from tests.support.node import Node, free_port
 
-MASTER = "master-key-for-tests-0123456789"
-QUESTION = [{"role": "user", "content": "why is the sky blue?"}]
 ANSWER = "The sky is blue because of Rayleigh scattering."
 
 
@@ -24,13 +23,6 @@ def cli(node: Node, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "llmrelay", *args, "--url", node.url],
                           capture_output=True, text=True, env={**os.environ, "LLMRELAY_MASTER_KEY": MASTER},
                           timeout=30)
-
-
-def create_key(node: Node, **fields) -> dict:
-    response = httpx.post(node.url + "/admin/keys", json={"name": "test", **fields},
-                          headers={"authorization": f"Bearer {MASTER}"})
-    assert response.status_code == 201, response.text
-    return response.json()
 
 
 @pytest.fixture
@@ -168,9 +160,9 @@ def test_a_key_made_on_one_node_works_on_another_sharing_the_database(start_node
     env = {**node_env, "LLMRELAY_MASTER_KEY": MASTER, "LLMRELAY_DATABASE_URL": database}
     first, second = start_node(env), start_node(env)
     created = create_key(first)
-    assert _eventually(lambda: _status(second, created["key"]) == 200, 3)
+    assert eventually(lambda: _status(second, created["key"]) == 200, 3)
     httpx.delete(first.url + f"/admin/keys/{created['id']}", headers={"authorization": f"Bearer {MASTER}"})
-    assert _eventually(lambda: _status(second, created["key"]) == 401, 3)
+    assert eventually(lambda: _status(second, created["key"]) == 401, 3)
 
 
 def test_binding_beyond_loopback_without_keys_is_refused_unless_allowed(ollama, tmp_path):
@@ -193,12 +185,3 @@ def test_binding_beyond_loopback_without_keys_is_refused_unless_allowed(ollama, 
 
 def _status(node: Node, key: str) -> int:
     return httpx.get(node.url + "/v1/models", headers={"authorization": f"Bearer {key}"}).status_code
-
-
-def _eventually(check, seconds: float) -> bool:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if check():
-            return True
-        time.sleep(0.05)
-    return False

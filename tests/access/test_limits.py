@@ -7,8 +7,8 @@ import httpx
 import openai
 import pytest
 
-from tests.access.test_keys import MASTER, QUESTION, _eventually, create_key
 from tests.fakes.brain import DEFAULT_WORDS, PROMPT_TOKENS
+from tests.support.admin import MASTER, QUESTION, create_key, eventually
 from tests.support.node import free_port
 
 # The fake answers every plain question with the same counts.
@@ -110,7 +110,7 @@ def test_limits_in_redis_hold_across_nodes(start_node, node_env, redis_server, p
     first, second = start_node(env), start_node(env)
     created = create_key(first, rpm=4)
     # the second node picks the key up within a second; until then it refuses it as unknown
-    assert _eventually(lambda: chat(second, created["key"]).status_code != 401, 3)
+    assert eventually(lambda: chat(second, created["key"]).status_code != 401, 3)
     statuses = [chat(node, created["key"]).status_code for node in (first, second) * 3]
     assert sorted(statuses) == [200, 200, 200, 429, 429, 429]  # 4 in all, one of them above
     # the counters are in Redis, under the key's id, never the key itself

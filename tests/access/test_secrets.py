@@ -5,8 +5,8 @@ import os
 
 import httpx
 
-from tests.access.test_keys import MASTER, QUESTION, create_key
 from tests.conftest import ANTHROPIC_KEY, OPENAI_KEY
+from tests.support.admin import MASTER, QUESTION, create_key
 from tests.support.node import free_port
 
 DATABASE_PASSWORD = "pg-password-never-shown"

@@ -8,11 +8,9 @@ import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.fakes.brain import PROMPT_TOKENS
+from tests.support.admin import MASTER, QUESTION, create_key
 from tests.usage.clients import (
-    MASTER,
-    QUESTION,
     anthropic_whole,
-    create_key,
     label,
     openai_failing,
     openai_streamed,

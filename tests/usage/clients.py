@@ -7,17 +7,8 @@ import anthropic
 import httpx
 import openai
 
+from tests.support.admin import QUESTION
 from tests.support.node import Node
-
-MASTER = "master-key-for-usage-tests-0123456789"
-QUESTION = [{"role": "user", "content": "why is the sky blue?"}]
-ADMIN = {"authorization": f"Bearer {MASTER}"}
-
-
-def create_key(node: Node, name: str) -> dict:
-    response = httpx.post(node.url + "/admin/keys", json={"name": name}, headers=ADMIN)
-    assert response.status_code == 201, response.text
-    return response.json()
 
 
 def label(provider: str, url: str) -> str:

@@ -15,14 +15,11 @@ from uuid import uuid4
 import httpx
 
 from tests.fakes.brain import PROMPT_TOKENS
+from tests.support.admin import ADMIN, MASTER, QUESTION, create_key
 from tests.support.node import Node
 from tests.usage.clients import (
-    ADMIN,
-    MASTER,
-    QUESTION,
     anthropic_streamed,
     anthropic_whole,
-    create_key,
     label,
     openai_failing,
     openai_streamed,

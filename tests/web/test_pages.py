@@ -6,7 +6,7 @@ import time
 import httpx
 import pytest
 
-from tests.access.test_keys import MASTER, QUESTION, create_key
+from tests.support.admin import MASTER, QUESTION, create_key
 from tests.support.node import free_port
 
 ANSWER = "The sky is blue because of Rayleigh scattering."
