@@ -3,7 +3,6 @@ and closes them."""
 
 import asyncio
 import logging
-import time
 
 from llmrelay import __version__
 from llmrelay.access.guard import AccessGuard, model_budgets
@@ -153,7 +152,7 @@ class RelayApp:
             for lease in ex.leases:
                 lease.release()
             if self.recorder is not None:
-                self.recorder.record(self.request_record(ex))
+                self.recorder.record(RequestRecord.of(ex, SURFACE_OF_PATH.get(ex.path)))
             if ex.prompt_tokens or ex.completion_tokens:
                 await self.guard.settle(ex)
 
@@ -192,18 +191,6 @@ class RelayApp:
         elif path not in PUBLIC_PATHS:
             self.guard.authenticate(ex)
         await handler(ex)
-
-    def request_record(self, ex: Exchange) -> RequestRecord:
-        ended = time.perf_counter()
-        deployment = ex.deployment
-        return RequestRecord(
-            time.time(), ex.method, ex.path, SURFACE_OF_PATH.get(ex.path), ex.model, ex.upstream,
-            deployment.provider if deployment else ex.upstream, deployment.label if deployment else ex.upstream,
-            ex.key.id if ex.key is not None else None, ex.status, (ended - ex.started) * 1000,
-            # time to the first token: only answers have one (an error's body is not a token)
-            (ex.first_out - ex.started) * 1000 if ex.first_out and ex.status < 400 else None,
-            (time.monotonic() - ex.leases[-1].started) * 1000 if ex.leases else None,
-            ex.bytes_out, ex.request_id, ex.error_type, ex.prompt_tokens, ex.completion_tokens, ex.tokens_estimated)
 
     async def health(self, ex: Exchange) -> None:
         await ex.respond_json(200, {"status": "ok", "version": __version__})

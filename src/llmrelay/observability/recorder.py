@@ -9,6 +9,7 @@ growing memory without bound.
 
 import logging
 import threading
+import time
 from collections import deque
 from collections.abc import Callable
 from typing import NamedTuple
@@ -39,6 +40,20 @@ class RequestRecord(NamedTuple):
     prompt_tokens: int | None
     completion_tokens: int | None
     tokens_estimated: bool
+
+    @classmethod
+    def of(cls, ex, surface: str | None) -> "RequestRecord":
+        """The record of a finished request (an asgi.Exchange)."""
+        ended = time.perf_counter()
+        deployment = ex.deployment
+        return cls(
+            time.time(), ex.method, ex.path, surface, ex.model, ex.upstream,
+            deployment.provider if deployment else ex.upstream, deployment.label if deployment else ex.upstream,
+            ex.key.id if ex.key is not None else None, ex.status, (ended - ex.started) * 1000,
+            # time to the first token: only answers have one (an error's body is not a token)
+            (ex.first_out - ex.started) * 1000 if ex.first_out and ex.status < 400 else None,
+            (time.monotonic() - ex.leases[-1].started) * 1000 if ex.leases else None,
+            ex.bytes_out, ex.request_id, ex.error_type, ex.prompt_tokens, ex.completion_tokens, ex.tokens_estimated)
 
 
 Consumer = Callable[[list[RequestRecord], int], None]  # (records, records dropped since the last batch)
