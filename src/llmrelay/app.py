@@ -8,7 +8,18 @@ from llmrelay import __version__
 from llmrelay.access.guard import AccessGuard, model_budgets
 from llmrelay.access.keys import KeyStore
 from llmrelay.access.limits import RateLimits, open_storage
-from llmrelay.asgi import ClientGone, DisconnectWatch, Exchange, Receive, Scope, Send
+from llmrelay.asgi import (
+    ClientGone,
+    DisconnectWatch,
+    Exchange,
+    ForwardTo,
+    Receive,
+    Scope,
+    Send,
+)
+from llmrelay.cluster.forward import Forwarder
+from llmrelay.cluster.registry import Registry, redis_client
+from llmrelay.cluster.shared_state import SharedState
 from llmrelay.core.errors import MethodNotAllowed, NotFound, RelayError
 from llmrelay.observability.access_log import AccessLog
 from llmrelay.observability.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
@@ -71,9 +82,11 @@ class RelayApp:
         self.database = open_database(settings.database_url and settings.database_url.get_secret_value(),
                                       settings.data_dir)
         self.keys = KeyStore(self.database, settings.master_key and settings.master_key.get_secret_value())
-        self.guard = AccessGuard(self.keys, RateLimits(open_storage(
-            settings.redis_url and settings.redis_url.get_secret_value())), model_budgets(settings.models))
+        redis_url = settings.redis_url and settings.redis_url.get_secret_value()
+        self.guard = AccessGuard(self.keys, RateLimits(open_storage(redis_url, settings.cluster_name)),
+                                 model_budgets(settings.models))
         Exchange.guard = self.guard
+        self.registry, self.forwarder = self._join_cluster(redis_url)
         self.metrics = Metrics(self)
         self.timeline = Timeline()
         self.web = WebPages()
@@ -117,6 +130,7 @@ class RelayApp:
             "/admin/usage/records": {"GET": admin.usage_records},
             "/admin/deployments": {"GET": admin.deployments_report},
             "/admin/stats": {"GET": self.stats},
+            "/admin/cluster": {"GET": self.cluster_report},
             # The chat page and the dashboard
             **{path: {"GET": self.web.page} for path in PAGES},
         }
@@ -152,7 +166,8 @@ class RelayApp:
             for lease in ex.leases:
                 lease.release()
             if self.recorder is not None:
-                self.recorder.record(RequestRecord.of(ex, SURFACE_OF_PATH.get(ex.path)))
+                # A request forwarded by another node is recorded there, once.
+                self.recorder.record(RequestRecord.of(ex, None if ex.forwarded else SURFACE_OF_PATH.get(ex.path)))
             if ex.prompt_tokens or ex.completion_tokens:
                 await self.guard.settle(ex)
 
@@ -174,10 +189,15 @@ class RelayApp:
             raise MethodNotAllowed(f"{path} accepts {allowed}, not {ex.method}", headers={"Allow": allowed})
         if path in SURFACE_OF_PATH:
             ex.error_body = self.error_body_of.get(path, ex.error_body)  # in the client's API's shape
-            self.guard.authenticate(ex)
+            if self.forwarder is not None and self.forwarder.from_peer(ex):
+                ex.forwarded = True  # its first node checked the key and counted the limits
+            else:
+                self.guard.authenticate(ex)
             await self.admission.enter()
             try:
                 await handler(ex)
+            except ForwardTo as target:
+                await self.forwarder.forward(ex, target.node)
             finally:
                 self.admission.leave()
             return
@@ -204,6 +224,8 @@ class RelayApp:
                    "deployments": self.gateway.balancer.report()}
         if local:
             payload["local_models"] = local
+        if self.registry is not None:
+            payload["cluster"] = self.registry.report()
         if self.usage is not None:
             payload["usage_records"] = {"database": self.database.display, "pending": self.usage.pending,
                                         "written": self.usage.written}
@@ -213,6 +235,27 @@ class RelayApp:
 
     async def metrics_page(self, ex: Exchange) -> None:
         await ex.respond(200, self.metrics.exposition(), METRICS_CONTENT_TYPE)
+
+    def _join_cluster(self, redis_url: str | None) -> tuple[Registry | None, Forwarder | None]:
+        """With Redis and a cluster secret, the node joins the registry and forwards what others serve."""
+        settings = self.settings
+        if not (redis_url and settings.cluster_secret):
+            return None, None
+        node_url = settings.node_url or f"http://{settings.host}:{settings.port}"
+        redis = redis_client(redis_url)
+        registry = Registry(redis, settings.cluster_name, node_url, self._own_models, lambda: self.admission.in_flight,
+                            SharedState(redis, settings.cluster_name, self.keys, self.gateway.balancer))
+        Exchange.cluster = registry
+        self.gateway.remote_models = registry.models
+        return registry, Forwarder(self.client, settings.cluster_secret.get_secret_value())
+
+    async def _own_models(self) -> list[str]:
+        return [name for name, _ in await self.gateway.own_model_names()]
+
+    async def cluster_report(self, ex: Exchange) -> None:
+        if self.registry is None:
+            raise NotFound("this node is not part of a cluster: set LLMRELAY_REDIS_URL and LLMRELAY_CLUSTER_SECRET")
+        await ex.respond_json(200, self.registry.report())
 
     async def stats(self, ex: Exchange) -> None:
         """What the dashboard charts: requests and latency per second, and the node's load now."""
@@ -252,6 +295,8 @@ class RelayApp:
         await self.gateway.load_embedded()
         loop = asyncio.get_running_loop()
         self.background.append(loop.create_task(self.keys.refresh_forever()))
+        if self.registry is not None:
+            self.background.append(loop.create_task(self.registry.run_forever()))
         if self.settings.probe_interval:
             self.background.append(loop.create_task(
                 self.gateway.probe_forever(self.settings.probe_interval, self.settings.ready_timeout)))
@@ -266,6 +311,8 @@ class RelayApp:
     async def shutdown(self) -> None:
         for task in self.background:
             task.cancel()
+        if self.registry is not None:
+            await self.registry.leave()
         self.disconnects.close()
         await self.client.close()
         if self.recorder is not None:

@@ -26,10 +26,11 @@ class Exchange:
 
     __slots__ = ("scope", "receive", "send", "method", "path", "request_id", "started", "model", "upstream",
                  "status", "bytes_out", "error_type", "client_gone", "error_body", "watch", "handler", "leases",
-                 "_watcher", "deployment", "key", "body_size", "first_out", "prompt_tokens", "completion_tokens",
+                 "_watcher", "deployment", "key", "body_size", "request_body", "forwarded", "first_out", "prompt_tokens", "completion_tokens",
                  "tokens_estimated")
 
     guard = None  # the node's AccessGuard: checks the key's model and the rate limits (set by the app)
+    cluster = None  # the node registry, when the node is part of a cluster (set by the app)
 
     def __init__(self, scope: Scope, receive: Receive, send: Send, watch: "DisconnectWatch"):
         self.scope = scope
@@ -53,6 +54,8 @@ class Exchange:
         self.deployment = None  # the last deployment tried, whether or not it answered
         self.key = None  # the ApiKey the request came with, when the node requires keys
         self.body_size = 0
+        self.request_body = b""  # kept for forwarding to another node of the cluster
+        self.forwarded = False  # came from another node of the cluster
         self.first_out = 0.0  # perf_counter when the first byte of the answer's body went out
         self.prompt_tokens: int | None = None
         self.completion_tokens: int | None = None
@@ -69,6 +72,10 @@ class Exchange:
         self.model = model
         if self.guard is not None:
             await self.guard.admit(self, model)
+        if self.cluster is not None and not self.forwarded:
+            node = self.cluster.node_for(model)
+            if node is not None:
+                raise ForwardTo(node)
 
     def use_deployment(self, deployment) -> None:
         self.deployment = deployment
@@ -98,6 +105,7 @@ class Exchange:
             if len(body) > limit:
                 raise PayloadTooLarge(_too_large(limit))
             self.body_size = len(body)
+            self.request_body = body
             return body
         chunks = [body]
         size = len(body)
@@ -116,7 +124,8 @@ class Exchange:
                 raise PayloadTooLarge(_too_large(limit))
             chunks.append(chunk)
         self.body_size = size
-        return b"".join(chunks)
+        self.request_body = b"".join(chunks)
+        return self.request_body
 
     def cancel_on_disconnect(self) -> None:
         """From now on, a client that goes away cancels the task handling it (and so its upstream call).
@@ -208,6 +217,14 @@ class DisconnectWatch:
         if self._sweeper is not None:
             self._sweeper.cancel()
             self._sweeper = None
+
+
+class ForwardTo(Exception):
+    """The model is served by another node of the cluster: the request goes there."""
+
+    def __init__(self, node):
+        super().__init__(node.id)
+        self.node = node
 
 
 class ClientGone(Exception):

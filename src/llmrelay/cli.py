@@ -1,4 +1,4 @@
-"""The command line: `llmrelay serve`, `chat`, `models`, `keys` and `usage`."""
+"""The command line: `llmrelay serve`, `chat`, `models`, `keys`, `usage` and `cluster`."""
 
 import os
 import sys
@@ -226,3 +226,19 @@ def _when(timestamp: float | None) -> str | None:
         return None
     import datetime
     return datetime.datetime.fromtimestamp(timestamp, datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+@app.command()
+def cluster(url: str = URL_OPTION, master_key: str = MASTER_OPTION) -> None:
+    """The nodes of the cluster a node belongs to: their models and their load."""
+    from llmrelay.client import NodeError
+    try:
+        report = _client(url, master_key).call("GET", "/admin/cluster")
+    except NodeError as exc:
+        typer.echo(f"llmrelay: {exc}", err=True)
+        raise typer.Exit(1) from None
+    typer.echo(f"redis: {report['redis']}", err=True)
+    nodes = [report["node"], *report["nodes"]]
+    _table(["node", "url", "in flight", "heartbeat", "models"],
+           [[node["id"] + (" (this)" if node is report["node"] else ""), node["url"], node["in_flight"],
+             f"{node['heartbeat_age_s']} s", ",".join(node["models"]) or "-"] for node in nodes])

@@ -150,6 +150,11 @@ class Settings(BaseSettings):
     data_dir: Path = Field(Path.home() / ".llmrelay", validation_alias=_env("LLMRELAY_DATA_DIR", "data_dir"))
     database_url: SecretStr | None = Field(None, validation_alias=_env("LLMRELAY_DATABASE_URL", "database_url"))
     redis_url: SecretStr | None = Field(None, validation_alias=_env("LLMRELAY_REDIS_URL", "redis_url"))
+    # A network of nodes sharing one Redis: the registry, forwarding, shared keys and cooldowns.
+    cluster_secret: SecretStr | None = Field(None, validation_alias=_env("LLMRELAY_CLUSTER_SECRET", "cluster_secret"))
+    cluster_name: str = Field("llmrelay", pattern=r"^[A-Za-z0-9_.-]{1,64}$",
+                              validation_alias=_env("LLMRELAY_CLUSTER_NAME", "cluster_name"))
+    node_url: str | None = Field(None, validation_alias=_env("LLMRELAY_NODE_URL", "node_url"))
     usage_records: bool = Field(True, validation_alias=_env("LLMRELAY_USAGE_RECORDS", "usage_records"))
     public_metrics: bool = Field(False, validation_alias=_env("LLMRELAY_PUBLIC_METRICS", "public_metrics"))
 
@@ -189,6 +194,11 @@ class Settings(BaseSettings):
         if url is not None and urlsplit(url.get_secret_value()).scheme not in ("postgresql", "postgres", "sqlite"):
             raise ValueError("must be a postgresql://user@host/db URL or sqlite:///path/to/file.db")
         return url
+
+    @field_validator("node_url", mode="before")
+    @classmethod
+    def _node_url(cls, value: str | None) -> str | None:
+        return _http_url(str(value)).rstrip("/") if value else None
 
     @field_validator("redis_url")
     @classmethod

@@ -26,11 +26,11 @@ def _wait_for(check, what: str, timeout: float = 20) -> None:
 
 
 class RedisServer:
-    def __init__(self):
+    def __init__(self, port: int | None = None):
         binary = shutil.which("redis-server")
         if binary is None:
             raise RuntimeError("redis-server is not installed: `apt-get install redis-server` (make test does)")
-        self.port = free_port()
+        self.port = port or free_port()
         self.url = f"redis://127.0.0.1:{self.port}/0"
         self.dir = tempfile.mkdtemp(prefix="llmrelay-redis-")
         self.process = subprocess.Popen(

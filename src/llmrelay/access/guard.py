@@ -7,6 +7,8 @@
 import logging
 import time
 
+from limits.aio.storage import MemoryStorage
+
 from llmrelay.access.keys import ApiKey, KeyStore
 from llmrelay.access.limits import BYTES_PER_TOKEN, Budget, RateLimits
 from llmrelay.core.errors import Forbidden, RelayError, Unauthenticated
@@ -32,6 +34,8 @@ class AccessGuard:
     def __init__(self, keys: KeyStore, limits: RateLimits, model_budgets: dict[str, Budget]):
         self.keys = keys
         self.limits = limits
+        # While a shared store (Redis) is away, this node counts on its own rather than not at all.
+        self.local_limits = RateLimits(MemoryStorage())
         self.model_budgets = model_budgets
         self._key_budgets: dict[str, Budget] = {}
         self._warned_at = -STORE_WARNING_SECONDS
@@ -62,8 +66,9 @@ class AccessGuard:
                 await self.limits.admit(budget, ex.body_size // BYTES_PER_TOKEN)
             except RelayError:
                 raise
-            except Exception as exc:  # noqa: BLE001 - the counters' store is down: serve rather than refuse all
-                self._store_failed("rate limits not checked", exc)
+            except Exception as exc:  # noqa: BLE001 - the counters' store is down: count here meanwhile
+                self._store_failed("rate limits counted by this node alone", exc)
+                await self.local_limits.admit(budget, ex.body_size // BYTES_PER_TOKEN)
 
     async def settle(self, ex) -> None:
         """Charge the tokens of a finished request to the budgets that count tokens.
@@ -82,15 +87,16 @@ class AccessGuard:
                 try:
                     await self.limits.charge(budget, tokens)
                 except Exception as exc:  # noqa: BLE001 - a lost charge must not fail anything else
-                    self._store_failed("tokens not counted against the rate limits", exc)
+                    self._store_failed("tokens counted by this node alone", exc)
+                    await self.local_limits.charge(budget, tokens)
 
     def _store_failed(self, what: str, exc: Exception) -> None:
         """Say so in the log, at most once every STORE_WARNING_SECONDS, however many requests see it."""
         now = time.monotonic()
         if now - self._warned_at >= STORE_WARNING_SECONDS:
             self._warned_at = now
-            log.warning("%s: the rate-limit store failed (%s); requests are served without limits until it "
-                        "is back", what, type(exc).__name__)
+            log.warning("%s: the rate-limit store failed (%s); each node counts on its own until it is back",
+                        what, type(exc).__name__)
 
     def _key_budget(self, key: ApiKey) -> Budget | None:
         if not (key.rpm or key.tpm or key.tokens_per_day):

@@ -6,6 +6,7 @@ looked up by hash, and re-reads the table when another worker or node changed it
 """
 
 import asyncio
+import dataclasses
 import hashlib
 import hmac
 import logging
@@ -37,6 +38,7 @@ class ApiKey:
     created_at: float
     expires_at: float | None
     revoked_at: float | None
+    changed_at: float = 0.0  # the newest record of a key wins when nodes share keys through Redis
 
     def allows(self, model: str) -> bool:
         if self.models is None:
@@ -44,16 +46,16 @@ class ApiKey:
         return any(model == allowed or (allowed.endswith("*") and model.startswith(allowed[:-1]))
                    for allowed in self.models)
 
-    def row(self, changed_at: float) -> tuple:
+    def row(self) -> tuple:
         models = orjson.dumps(list(self.models)).decode() if self.models is not None else None
         return (self.id, self.name, self.hash, self.hint, models, self.rpm, self.tpm, self.tokens_per_day,
-                self.created_at, self.expires_at, self.revoked_at, changed_at)
+                self.created_at, self.expires_at, self.revoked_at, self.changed_at)
 
     @classmethod
-    def from_row(cls, row: tuple) -> "ApiKey":
-        key_id, name, key_hash, hint, models, rpm, tpm, per_day, created, expires, revoked, _changed = row
+    def from_row(cls, row) -> "ApiKey":
+        key_id, name, key_hash, hint, models, rpm, tpm, per_day, created, expires, revoked, changed = row
         return cls(key_id, name, key_hash, hint, tuple(orjson.loads(models)) if models else None, rpm, tpm,
-                   per_day, created, expires, revoked)
+                   per_day, created, expires, revoked, changed)
 
     def public(self, now: float | None = None) -> dict:
         """What the admin API shows: everything but the hash."""
@@ -81,6 +83,9 @@ class KeyStore:
         self.by_hash: dict[str, ApiKey] = {}
         self.by_id: dict[str, ApiKey] = {}
         self._version: tuple | None = None
+        self._stored: dict[str, ApiKey] = {}  # from this node's database
+        self._shared: dict[str, ApiKey] = {}  # from the cluster (cluster/shared_state.py)
+        self.publish = None  # async (ApiKey) -> None: tells the cluster about a key made or revoked here
 
     @property
     def required(self) -> bool:
@@ -124,10 +129,22 @@ class KeyStore:
         version = self.database.keys_version()
         if version == self._version:
             return
-        keys = [ApiKey.from_row(row) for row in self.database.keys()]
-        self.by_hash = {key.hash: key for key in keys}
-        self.by_id = {key.id: key for key in keys}
+        self._stored = {row[0]: ApiKey.from_row(row) for row in self.database.keys()}
         self._version = version
+        self._merge()
+
+    def share(self, keys: list[ApiKey]) -> None:
+        """Keys as the cluster knows them; a key's newest record wins over this node's own."""
+        self._shared = {key.id: key for key in keys}
+        self._merge()
+
+    def _merge(self) -> None:
+        merged = dict(self._stored)
+        for key in self._shared.values():
+            if key.id not in merged or key.changed_at > merged[key.id].changed_at:
+                merged[key.id] = key
+        self.by_id = merged
+        self.by_hash = {key.hash: key for key in merged.values()}
 
     def create(self, name: str, models: list[str] | None, rpm: int | None, tpm: int | None,
                tokens_per_day: int | None, expires_in: float | None) -> tuple[str, ApiKey]:
@@ -139,14 +156,18 @@ class KeyStore:
         key = ApiKey(id="key_" + secrets.token_hex(6), name=name, hash=key_hash(secret),
                      hint=f"{secret[:len(KEY_PREFIX) + 2]}...{secret[-4:]}", models=tuple(models) if models else None,
                      rpm=rpm, tpm=tpm, tokens_per_day=tokens_per_day, created_at=now,
-                     expires_at=now + expires_in if expires_in else None, revoked_at=None)
-        self.database.insert_key(key.row(now))
+                     expires_at=now + expires_in if expires_in else None, revoked_at=None, changed_at=now)
+        self.database.insert_key(key.row())
         self.load()
         return secret, key
 
     def revoke(self, key_id: str) -> ApiKey:
-        if not self.database.revoke_key(key_id, time.time()):
-            raise NotFound(f"there is no API key {key_id!r}; `llmrelay keys list` shows the keys")
+        now = time.time()
+        if not self.database.revoke_key(key_id, now):
+            shared = self._shared.get(key_id)  # made on another node of the cluster: keep its revocation here
+            if shared is None:
+                raise NotFound(f"there is no API key {key_id!r}; `llmrelay keys list` shows the keys")
+            self.database.insert_key(dataclasses.replace(shared, revoked_at=now, changed_at=now).row())
         self.load()
         return self.by_id[key_id]
 

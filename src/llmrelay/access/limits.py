@@ -34,11 +34,11 @@ class Budget:
         return bool(self.tpm or self.tokens_per_day)
 
 
-def open_storage(redis_url: str | None) -> Storage:
+def open_storage(redis_url: str | None, cluster: str = "llmrelay") -> Storage:
     if redis_url:
         # redis-py rather than limits' default coredis: one Redis client library for the whole node.
         # Short timeouts: a Redis that stops answering must cost a request milliseconds, not minutes.
-        return RedisStorage("async+" + redis_url, implementation="redispy", key_prefix="llmrelay:limits",
+        return RedisStorage("async+" + redis_url, implementation="redispy", key_prefix=f"{cluster}:limits",
                             socket_timeout=REDIS_TIMEOUT, socket_connect_timeout=REDIS_TIMEOUT)
     return MemoryStorage()
 

@@ -80,6 +80,7 @@ class Balancer:
     def __init__(self, settings: Settings):
         self.settings = settings
         self.health: dict[str, Health] = {}
+        self.on_cooldown = None  # (Health) -> None: the cluster shares cooldowns (cluster/shared_state.py)
 
     def health_of(self, deployment: Deployment) -> Health:
         return self._health(deployment)
@@ -146,6 +147,8 @@ class Balancer:
             health.cooldown_until = now + self.settings.cooldown_seconds
             health.cooldowns += 1
             failures.clear()
+            if self.on_cooldown is not None:
+                self.on_cooldown(health)
 
     def respect_retry_after(self, health: Health, retry_after: str | None) -> None:
         """An upstream that said when to come back is left alone until then."""

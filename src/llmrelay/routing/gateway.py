@@ -25,6 +25,7 @@ class Gateway:
         self.prompt = settings.prompt
         self.balancer = Balancer(settings)
         self.retrier = Retrier(catalog, self.balancer, settings)
+        self.remote_models = None  # () -> [(name, "node <id>")]: what other nodes of the cluster serve
         self.local = LocalProvider(settings.local_context_size, settings.local_threads, settings.local_queue)
         self.providers: dict[str, ChatProvider | LocalProvider] = {
             provider.kind: provider for provider in (OllamaProvider(client), OpenAIProvider(client),
@@ -90,7 +91,14 @@ class Gateway:
             return []
 
     async def model_names(self) -> list[tuple[str, str]]:
-        """(name, provider) for every model the node serves: the config file's, then Ollama's own."""
+        """(name, provider) for every model the node serves, then those only other nodes of its cluster serve."""
+        names = await self.own_model_names()
+        if self.remote_models is not None:
+            names.extend(self.remote_models())
+        return names
+
+    async def own_model_names(self) -> list[tuple[str, str]]:
+        """(name, provider) for every model this node serves itself: the config file's, then Ollama's own."""
         names = [(name, route.deployments[0].provider) for name, route in self.catalog.configured.items()]
         if self.catalog.embedded is not None:
             names.append(("smollm2", "local"))

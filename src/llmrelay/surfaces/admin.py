@@ -49,6 +49,8 @@ class AdminSurface:
             raise BadRequest("a key needs a name")
         secret, key = await asyncio.to_thread(self.keys.create, name, models, limits["rpm"], limits["tpm"],
                                               limits["tokens_per_day"], expires_in)
+        if self.keys.publish is not None:
+            await self.keys.publish(key)
         await ex.respond(201, orjson.dumps({"key": secret, **key.public()}),
                          headers=[(b"cache-control", b"no-store")])
 
@@ -60,6 +62,8 @@ class AdminSurface:
         elif ex.method != "DELETE" or "/" in rest:
             raise NotFound(f"no endpoint at {ex.path}; revoke a key with DELETE {KEYS_PATH}/<id>")
         key = await asyncio.to_thread(self.keys.revoke, rest)
+        if self.keys.publish is not None:
+            await self.keys.publish(key)
         await ex.respond_json(200, key.public())
 
     async def usage(self, ex: Exchange) -> None:
