@@ -244,10 +244,14 @@ class RelayApp:
         node_url = settings.node_url or f"http://{settings.host}:{settings.port}"
         redis = redis_client(redis_url)
         registry = Registry(redis, settings.cluster_name, node_url, self._own_models, lambda: self.admission.in_flight,
-                            SharedState(redis, settings.cluster_name, self.keys, self.gateway.balancer))
+                            SharedState(redis, settings.cluster_name, self.keys, self.gateway.balancer,
+                                        self._configured_deployments))
         Exchange.cluster = registry
         self.gateway.remote_models = registry.models
         return registry, Forwarder(self.client, settings.cluster_secret.get_secret_value())
+
+    def _configured_deployments(self):
+        return [deployment for route in self.catalog.configured.values() for deployment in route.deployments]
 
     async def _own_models(self) -> list[str]:
         return [name for name, _ in await self.gateway.own_model_names()]

@@ -12,6 +12,7 @@ import httpx
 import pytest
 
 from tests.support.admin import ADMIN, MASTER, QUESTION, create_key, eventually
+from tests.support.node import free_port
 from tests.support.servers import RedisServer
 
 SECRET = "cluster-secret-for-tests-0123456789"
@@ -163,3 +164,23 @@ def test_a_node_that_loses_redis_keeps_serving_and_rejoins(start_node, ollama, t
 
 def _status(node, key: str) -> int:
     return httpx.get(node.url + "/v1/models", headers={"authorization": f"Bearer {key}"}).status_code
+
+
+def test_a_deployment_cooling_down_on_one_node_cools_down_on_all(start_node, redis_server, tmp_path):
+    config = tmp_path / "llmrelay.yaml"
+    config.write_text("models:\n  - name: flaky\n    deployments:\n      - provider: ollama\n"
+                      f"        base_url: http://127.0.0.1:{free_port()}\n")
+    env = {"LLMRELAY_REDIS_URL": redis_server.url, "LLMRELAY_CLUSTER_SECRET": SECRET,
+           "LLMRELAY_CLUSTER_NAME": f"test-{uuid4().hex[:8]}", "LLMRELAY_EMBEDDED": "false",
+           "LLMRELAY_CONFIG": str(config), "LLMRELAY_RETRIES": "0", "LLMRELAY_COOLDOWN_FAILURES": "1"}
+    a, b = start_node(env), start_node(env)
+
+    def state(node):
+        deployments = httpx.get(node.url + "/admin/deployments").json()["data"]
+        return [d["state"] for d in deployments if d["model"] == "flaky"]
+    failed = httpx.post(a.url + "/v1/chat/completions", json={"model": "flaky", "messages": QUESTION})
+    assert failed.status_code == 502
+    assert state(a) == ["cooling_down"]
+    assert eventually(lambda: state(b) == ["cooling_down"], 2)  # B never tried it itself
+    refused = httpx.post(b.url + "/v1/chat/completions", json={"model": "flaky", "messages": QUESTION})
+    assert refused.status_code == 503 and "cooling down" in refused.json()["error"]["message"]

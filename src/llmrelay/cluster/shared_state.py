@@ -22,13 +22,15 @@ def deployment_id(key: str) -> str:
 
 
 class SharedState:
-    def __init__(self, redis, cluster: str, keys: KeyStore, balancer: Balancer):
+    def __init__(self, redis, cluster: str, keys: KeyStore, balancer: Balancer, deployments):
+        """`deployments`: () -> the deployments this node knows before any request (its configured ones)."""
         self.redis = redis
         self.keys_hash = f"{cluster}:keys"
         self.keys_version = f"{cluster}:keys:version"
         self.cooldown_prefix = f"{cluster}:cooldown:"
         self.keys = keys
         self.balancer = balancer
+        self.deployments = deployments
         self._version: bytes | None = None
         keys.publish = self.publish_key
         balancer.on_cooldown = self.publish_cooldown
@@ -67,6 +69,8 @@ class SharedState:
         cooling = {name.decode().removeprefix(self.cooldown_prefix): float(value)
                    for name, value in zip(names, values) if value is not None}
         now, monotonic = time.time(), time.monotonic()
+        for deployment in self.deployments():
+            self.balancer.health_of(deployment)  # a deployment this node has not used yet cools down too
         for health, _ in self.balancer.states():
             until = cooling.get(deployment_id(health.deployment.key))
             if until is not None and until > now:
