@@ -22,28 +22,15 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "bench"))
 
-from run import RESULTS, WRK_SCRIPT, ensure_tools, free_port, run_wrk, wait_until_up  # noqa: E402
-
-NGINX_CONF = """worker_processes 1;
-error_log {work}/nginx-error.log;
-pid {work}/nginx.pid;
-events {{ worker_connections 4096; }}
-http {{
-    access_log off;
-    client_body_temp_path {work}/body;
-    proxy_temp_path {work}/proxy;
-    upstream nodes {{ least_conn; server 127.0.0.1:{first}; server 127.0.0.1:{second}; keepalive 256; }}
-    server {{
-        listen 127.0.0.1:{port};
-        location / {{
-            proxy_pass http://nodes;
-            proxy_http_version 1.1;
-            proxy_set_header Connection "";
-            proxy_buffering off;
-        }}
-    }}
-}}
-"""
+from run import (  # noqa: E402
+    NGINX_CONF,
+    RESULTS,
+    WRK_SCRIPT,
+    ensure_tools,
+    free_port,
+    run_wrk,
+    wait_until_up,
+)
 
 
 def start_node(env: dict, port: int, work: str) -> subprocess.Popen:
@@ -81,7 +68,8 @@ def main() -> None:
             one = run_wrk(wrk, f"http://127.0.0.1:{first}/api/v1/chat", 64, options.duration, str(script))
             processes.append(start_node(env, second, work))
             conf = Path(work) / "nginx.conf"
-            conf.write_text(NGINX_CONF.format(work=work, first=first, second=second, port=proxy_port))
+            servers = f"least_conn; server 127.0.0.1:{first}; server 127.0.0.1:{second};"
+            conf.write_text(NGINX_CONF.format(work=work, servers=servers, port=proxy_port))
             processes.append(subprocess.Popen([nginx, "-p", work, "-c", str(conf), "-g", "daemon off;"],
                                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
             wait_until_up(f"http://127.0.0.1:{proxy_port}/health")

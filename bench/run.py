@@ -59,11 +59,11 @@ http {{
     access_log off;
     client_body_temp_path {work}/body;
     proxy_temp_path {work}/proxy;
-    upstream mock {{ server 127.0.0.1:{mock}; keepalive 256; }}
+    upstream backend {{ {servers} keepalive 256; }}
     server {{
         listen 127.0.0.1:{port};
         location / {{
-            proxy_pass http://mock;
+            proxy_pass http://backend;
             proxy_http_version 1.1;
             proxy_set_header Connection "";
             proxy_buffering off;
@@ -102,7 +102,7 @@ def start_litellm(work: str, mock_port: int, port: int) -> subprocess.Popen:
 
 def start_nginx(nginx: str, work: str, mock_port: int, port: int) -> subprocess.Popen:
     conf = Path(work) / "nginx.conf"
-    conf.write_text(NGINX_CONF.format(work=work, mock=mock_port, port=port))
+    conf.write_text(NGINX_CONF.format(work=work, servers=f"server 127.0.0.1:{mock_port};", port=port))
     return subprocess.Popen([nginx, "-p", work, "-c", str(conf), "-g", "daemon off;"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
