@@ -17,9 +17,7 @@ from llmrelay.asgi import (
     Scope,
     Send,
 )
-from llmrelay.cluster.forward import Forwarder
-from llmrelay.cluster.registry import Registry, redis_client
-from llmrelay.cluster.shared_state import SharedState
+from llmrelay.cluster.membership import Membership, join_cluster
 from llmrelay.core.errors import MethodNotAllowed, NotFound, RelayError
 from llmrelay.observability.access_log import AccessLog
 from llmrelay.observability.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
@@ -86,7 +84,7 @@ class RelayApp:
         self.guard = AccessGuard(self.keys, RateLimits(open_storage(redis_url, settings.cluster_name)),
                                  model_budgets(settings.models))
         Exchange.guard = self.guard
-        self.registry, self.forwarder = self._join_cluster(redis_url)
+        self.cluster = join_cluster(self, redis_url)
         self.metrics = Metrics(self)
         self.timeline = Timeline()
         self.web = WebPages()
@@ -131,6 +129,7 @@ class RelayApp:
             "/admin/deployments": {"GET": admin.deployments_report},
             "/admin/stats": {"GET": self.stats},
             "/admin/cluster": {"GET": self.cluster_report},
+            "/admin/usage/cluster": {"GET": self.cluster_usage},
             # The chat page and the dashboard
             **{path: {"GET": self.web.page} for path in PAGES},
         }
@@ -189,7 +188,7 @@ class RelayApp:
             raise MethodNotAllowed(f"{path} accepts {allowed}, not {ex.method}", headers={"Allow": allowed})
         if path in SURFACE_OF_PATH:
             ex.error_body = self.error_body_of.get(path, ex.error_body)  # in the client's API's shape
-            if self.forwarder is not None and self.forwarder.from_peer(ex):
+            if self.cluster is not None and self.cluster.forwarder.from_peer(ex):
                 ex.forwarded = True  # its first node checked the key and counted the limits
             else:
                 self.guard.authenticate(ex)
@@ -197,7 +196,7 @@ class RelayApp:
             try:
                 await handler(ex)
             except ForwardTo as target:
-                await self.forwarder.forward(ex, target.node)
+                await self.cluster.forwarder.forward(ex, target.node)
             finally:
                 self.admission.leave()
             return
@@ -224,8 +223,8 @@ class RelayApp:
                    "deployments": self.gateway.balancer.report()}
         if local:
             payload["local_models"] = local
-        if self.registry is not None:
-            payload["cluster"] = self.registry.report()
+        if self.cluster is not None:
+            payload["cluster"] = self.cluster.registry.report()
         if self.usage is not None:
             payload["usage_records"] = {"database": self.database.display, "pending": self.usage.pending,
                                         "written": self.usage.written}
@@ -236,30 +235,16 @@ class RelayApp:
     async def metrics_page(self, ex: Exchange) -> None:
         await ex.respond(200, self.metrics.exposition(), METRICS_CONTENT_TYPE)
 
-    def _join_cluster(self, redis_url: str | None) -> tuple[Registry | None, Forwarder | None]:
-        """With Redis and a cluster secret, the node joins the registry and forwards what others serve."""
-        settings = self.settings
-        if not (redis_url and settings.cluster_secret):
-            return None, None
-        node_url = settings.node_url or f"http://{settings.host}:{settings.port}"
-        redis = redis_client(redis_url)
-        registry = Registry(redis, settings.cluster_name, node_url, self._own_models, lambda: self.admission.in_flight,
-                            SharedState(redis, settings.cluster_name, self.keys, self.gateway.balancer,
-                                        self._configured_deployments))
-        Exchange.cluster = registry
-        self.gateway.remote_models = registry.models
-        return registry, Forwarder(self.client, settings.cluster_secret.get_secret_value())
-
-    def _configured_deployments(self):
-        return [deployment for route in self.catalog.configured.values() for deployment in route.deployments]
-
-    async def _own_models(self) -> list[str]:
-        return [name for name, _ in await self.gateway.own_model_names()]
-
     async def cluster_report(self, ex: Exchange) -> None:
-        if self.registry is None:
+        await ex.respond_json(200, self._membership().registry.report())
+
+    async def cluster_usage(self, ex: Exchange) -> None:
+        await ex.respond_json(200, await self._membership().usage(ex))
+
+    def _membership(self) -> Membership:
+        if self.cluster is None:
             raise NotFound("this node is not part of a cluster: set LLMRELAY_REDIS_URL and LLMRELAY_CLUSTER_SECRET")
-        await ex.respond_json(200, self.registry.report())
+        return self.cluster
 
     async def stats(self, ex: Exchange) -> None:
         """What the dashboard charts: requests and latency per second, and the node's load now."""
@@ -291,6 +276,8 @@ class RelayApp:
             raise RuntimeError(f"cannot open the database {self.database.display} ({describe_error(exc)}); "
                                "check LLMRELAY_DATABASE_URL or LLMRELAY_DATA_DIR") from None
         consumers = [AccessLog(self.settings.log_format), self.metrics, self.timeline]
+        if self.cluster is not None:
+            consumers.append(self.cluster.usage_totals)
         if self.settings.usage_records:
             self.usage = UsageWriter(self.database)
             consumers.append(self.usage)
@@ -299,8 +286,8 @@ class RelayApp:
         await self.gateway.load_embedded()
         loop = asyncio.get_running_loop()
         self.background.append(loop.create_task(self.keys.refresh_forever()))
-        if self.registry is not None:
-            self.background.append(loop.create_task(self.registry.run_forever()))
+        if self.cluster is not None:
+            self.background.append(loop.create_task(self.cluster.registry.run_forever()))
         if self.settings.probe_interval:
             self.background.append(loop.create_task(
                 self.gateway.probe_forever(self.settings.probe_interval, self.settings.ready_timeout)))
@@ -315,8 +302,8 @@ class RelayApp:
     async def shutdown(self) -> None:
         for task in self.background:
             task.cancel()
-        if self.registry is not None:
-            await self.registry.leave()
+        if self.cluster is not None:
+            await self.cluster.registry.leave()
         self.disconnects.close()
         await self.client.close()
         if self.recorder is not None:

@@ -184,3 +184,20 @@ def test_a_deployment_cooling_down_on_one_node_cools_down_on_all(start_node, red
     assert eventually(lambda: state(b) == ["cooling_down"], 2)  # B never tried it itself
     refused = httpx.post(b.url + "/v1/chat/completions", json={"model": "flaky", "messages": QUESTION})
     assert refused.status_code == 503 and "cooling down" in refused.json()["error"]["message"]
+
+
+def test_usage_totals_cover_the_whole_cluster(cluster):
+    a, b, c = cluster  # each node has a database of its own; the totals are in Redis
+    key = create_key(a)
+    assert eventually(lambda: _status(b, key["key"]) == 200 and _status(c, key["key"]) == 200, 2)
+    for node, times in ((a, 2), (b, 3), (c, 1)):
+        for _ in range(times):
+            assert chat(node, key["key"], "shared").status_code == 200
+
+    def totals():
+        return httpx.get(a.url + "/admin/usage/cluster?since=1d", headers=ADMIN).json()
+    assert eventually(lambda: sum(row["requests"] for row in totals()["by_model"]) == 6, 3)
+    shared = {row["model"]: row for row in totals()["by_model"]}["shared"]
+    assert shared == {"model": "shared", "requests": 6, "errors": 0, "prompt_tokens": 6 * 12,
+                      "completion_tokens": 6 * 9}
+    assert {row["key"]: row["requests"] for row in totals()["by_key"]} == {key["id"]: 6}

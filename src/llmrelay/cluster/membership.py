@@ -1,0 +1,61 @@
+"""This node's part in a cluster: the registry, forwarding, shared keys and cooldowns, usage totals.
+
+A node joins when it has both `LLMRELAY_REDIS_URL` and `LLMRELAY_CLUSTER_SECRET`; with Redis alone it only
+shares rate-limit counters.
+"""
+
+import asyncio
+import time
+from dataclasses import dataclass
+from urllib.parse import parse_qs
+
+from redis import RedisError
+
+from llmrelay.asgi import Exchange
+from llmrelay.cluster.forward import Forwarder
+from llmrelay.cluster.registry import Registry, redis_client
+from llmrelay.cluster.shared_state import SharedState
+from llmrelay.cluster.usage_totals import UsageTotals
+from llmrelay.core.durations import parse_duration
+from llmrelay.core.errors import NoUpstream
+
+
+@dataclass
+class Membership:
+    registry: Registry
+    forwarder: Forwarder
+    usage_totals: UsageTotals
+
+    async def usage(self, ex: Exchange) -> dict:
+        """Requests, errors and tokens of the whole cluster by model and by key: ?since=7d (whole days)."""
+        since = parse_qs(ex.scope.get("query_string", b"").decode("latin-1")).get("since", ["7d"])[-1]
+        start = time.time() - parse_duration(since, "since")
+        try:
+            totals = await asyncio.to_thread(self.usage_totals.summary, start)
+        except RedisError as exc:
+            raise NoUpstream(f"the cluster's usage totals are in Redis, which is unreachable "
+                             f"({type(exc).__name__}); try again when it is back") from None
+        return {"since": since, **totals}
+
+
+def join_cluster(node, redis_url: str | None) -> Membership | None:
+    """`node` is the RelayApp: its settings, keys, gateway, catalog, admission and upstream client."""
+    settings = node.settings
+    Exchange.cluster = None
+    if not (redis_url and settings.cluster_secret):
+        return None
+    redis = redis_client(redis_url)
+
+    async def own_models() -> list[str]:
+        return [name for name, _ in await node.gateway.own_model_names()]
+
+    def configured_deployments():
+        return [deployment for route in node.catalog.configured.values() for deployment in route.deployments]
+
+    shared = SharedState(redis, settings.cluster_name, node.keys, node.gateway.balancer, configured_deployments)
+    registry = Registry(redis, settings.cluster_name, settings.node_url or f"http://{settings.host}:{settings.port}",
+                        own_models, lambda: node.admission.in_flight, shared)
+    Exchange.cluster = registry
+    node.gateway.remote_models = registry.models
+    return Membership(registry, Forwarder(node.client, settings.cluster_secret.get_secret_value()),
+                      UsageTotals(redis_url, settings.cluster_name))
