@@ -28,6 +28,7 @@ NODE_TTL = 3.0
 POLL = 0.25  # how often keys and cooldowns made elsewhere are picked up
 MODELS_EVERY = 10.0  # how often a node asks its own upstreams which models they serve
 REDIS_TIMEOUT = 0.5
+MODELS_TIMEOUT = 2.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,8 +125,11 @@ class Registry:
 
     async def _beat(self) -> None:
         if time.monotonic() - self._models_at >= MODELS_EVERY:
-            self._models = tuple(await self.own_models())
             self._models_at = time.monotonic()
+            try:  # a slow Ollama must not stop the heartbeat: keep the models known so far
+                self._models = tuple(await asyncio.wait_for(self.own_models(), MODELS_TIMEOUT))
+            except TimeoutError:
+                log.warning("cluster: this node's upstreams did not list their models within %g s", MODELS_TIMEOUT)
         me = {"id": self.me.id, "url": self.me.url, "models": self._models, "in_flight": self.load(),
               "version": __version__, "seen": time.time()}
         await self.redis.set(self.prefix + self.me.id, orjson.dumps(me), px=int(NODE_TTL * 1000))
