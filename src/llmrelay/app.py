@@ -29,7 +29,7 @@ from llmrelay.routing.admission import Admission
 from llmrelay.routing.gateway import Gateway
 from llmrelay.routing.models import ModelCatalog
 from llmrelay.routing.passthrough import PassthroughRoutes
-from llmrelay.server_protocol import GuardedHttpToolsProtocol
+from llmrelay.server_protocol import HttpServerProtocol
 from llmrelay.settings import Settings, load_settings
 from llmrelay.storage.database import describe_error, open_database
 from llmrelay.surfaces.admin import KEYS_PATH, AdminSurface
@@ -316,7 +316,7 @@ class RelayApp:
 def create_app(settings: Settings | None = None) -> RelayApp:
     """The ASGI app; uvicorn's workers call this with no arguments and read the settings themselves."""
     settings = settings or load_settings()
-    GuardedHttpToolsProtocol.header_timeout = settings.header_timeout
-    GuardedHttpToolsProtocol.max_header_bytes = settings.max_header_bytes
+    HttpServerProtocol.header_timeout = settings.header_timeout
+    HttpServerProtocol.max_header_bytes = settings.max_header_bytes
     Exchange.body_timeout = settings.body_timeout
     return RelayApp(settings)

@@ -8,7 +8,7 @@ import uvicorn
 
 from llmrelay.observability.log_format import configure_logging
 from llmrelay.routing.models import ModelCatalog
-from llmrelay.server_protocol import GuardedHttpToolsProtocol
+from llmrelay.server_protocol import HttpServerProtocol
 from llmrelay.settings import Settings
 
 log = logging.getLogger("llmrelay")
@@ -52,7 +52,7 @@ def run(settings: Settings) -> None:
         port=settings.port,
         workers=settings.workers,
         loop="uvloop",
-        http=GuardedHttpToolsProtocol,
+        http=HttpServerProtocol,
         timeout_graceful_shutdown=settings.drain_seconds,  # in-flight answers may finish, up to this long
         lifespan="on",
         access_log=False,

@@ -1,70 +1,427 @@
-"""uvicorn's httptools protocol, guarded against clients that hold connections with slow or endless headers.
+"""The node's HTTP/1.1 server protocol: httptools' parser, ASGI to the app, run by uvicorn.
 
-uvicorn bounds idle keep-alive connections, but not the time or the bytes a client may spend sending request
-headers: a slow client could hold a connection forever, and an endless header line would grow memory. Here a
-request's headers must arrive within `header_timeout` seconds and `max_header_bytes` bytes, else the
-connection is closed (with 431 for too many bytes). One sweeper per process checks the time, instead of a
-timer per request.
+uvicorn keeps what it does well (sockets, workers, signals, lifespan, graceful shutdown); this replaces its
+per-request cycle, which cost a third of a proxied request (bench/README.md): an asyncio.Event, a keep-alive
+timer and regular expressions per request, and a separate write for the head and the body. Here:
+
+- the response head waits for the first body bytes and goes out in the same write, so a small answer is one
+  write and one packet, and a stream's first chunk travels with its head (held at most HEAD_HOLD_SECONDS);
+- keep-alive, header and slow-client deadlines are checked by one sweeper per process, not a timer per request;
+- request headers must arrive within `header_timeout` seconds and `max_header_bytes` bytes (431 beyond), so a
+  client cannot hold a connection with slow or endless headers.
+
+It serves plain HTTP/1.1 with keep-alive, pipelining (answered in order), `Expect: 100-continue` and flow
+control both ways; no upgrades (WebSocket, h2c), which the node does not speak.
 """
 
 import asyncio
+import logging
 import time
+from collections import deque
+from http import HTTPStatus
+from urllib.parse import unquote
 
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+import httptools
 
 from llmrelay.sockets import no_delay
 
-_TOO_LARGE = (b"HTTP/1.1 431 Request Header Fields Too Large\r\ncontent-type: application/json\r\n"
-              b"connection: close\r\ncontent-length: 103\r\n\r\n"
-              b'{"error": {"type": "request_header_too_large", "message": "the request headers are larger than allowed"}}')
+log = logging.getLogger("llmrelay")
+
+HEAD_HOLD_SECONDS = 0.05  # a streamed answer's head waits this long at most for its first chunk
+_BODY_HIGH_WATER = 64 * 1024  # unread request body bytes that pause reading from the client
+_CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+_TERMINATOR = b"0\r\n\r\n"
+_DISCONNECT = {"type": "http.disconnect"}
 
 
-class GuardedHttpToolsProtocol(HttpToolsProtocol):
-    header_timeout = 10.0
+def _status_line(status: int) -> bytes:
+    try:
+        phrase = HTTPStatus(status).phrase.encode()
+    except ValueError:
+        phrase = b""
+    return b"HTTP/1.1 %d %s\r\n" % (status, phrase)
+
+
+_STATUS_LINES = {status: _status_line(status) for status in range(100, 600)}
+
+
+def _error_response(status: int, type_: str, message: str) -> bytes:
+    body = b'{"error": {"type": "%s", "message": "%s"}}' % (type_.encode(), message.encode())
+    return (_STATUS_LINES[status] + b"content-type: application/json\r\nconnection: close\r\ncontent-length: "
+            + str(len(body)).encode() + b"\r\n\r\n" + body)
+
+
+_TOO_LARGE = _error_response(431, "request_header_too_large", "the request headers are larger than allowed")
+_MALFORMED = _error_response(400, "bad_request", "the request is not valid HTTP/1.1")
+_FAILED = _error_response(500, "internal_error", "the node failed on this request; see its log for details")
+
+
+class HttpServerProtocol(asyncio.Protocol):
+    """One client connection. uvicorn creates it with its config and server state."""
+
+    header_timeout = 10.0  # seconds from a request's first byte (or the connection's start) to its last header
     max_header_bytes = 64 * 1024
-    _awaiting: dict["GuardedHttpToolsProtocol", float] = {}  # protocol -> when its headers started
+    _open: set["HttpServerProtocol"] = set()  # this process's connections, for the sweeper
     _sweeper: asyncio.Task | None = None
 
-    def connection_made(self, transport) -> None:
-        super().connection_made(transport)
-        no_delay(transport)
+    def __init__(self, config, server_state, app_state=None, _loop=None):
+        if not config.loaded:
+            config.load()
+        self.app = config.loaded_app
+        self.keep_alive_timeout = config.timeout_keep_alive
+        self.server_state = server_state
+        self.loop = _loop or asyncio.get_event_loop()
+        self.parser = httptools.HttpRequestParser(self)
+        self.transport: asyncio.Transport | None = None
+        self.server = self.client = None
+        self.scheme = "http"
+        self.parsing: Cycle | None = None  # the request whose bytes are arriving
+        self.active: Cycle | None = None  # the request being answered
+        self.waiting: deque[Cycle] = deque()  # pipelined requests, answered in order
+        self.reading_paused = False
+        self.write_paused: asyncio.Future | None = None
+        self.closed = False
+        # deadlines, checked by the sweeper: headers started at, idle (between requests) since
+        self.headers_since: float | None = None
+        self.idle_since: float | None = None
+        self._url = b""
+        self._headers: list[tuple[bytes, bytes]] = []
+        self._expect_continue = False
         self._header_bytes = 0
-        self._await_headers()
 
-    def connection_lost(self, exc) -> None:
-        self._awaiting.pop(self, None)
-        super().connection_lost(exc)
+    # -- asyncio protocol --
 
-    def on_message_begin(self) -> None:
-        super().on_message_begin()
-        self._await_headers()
-
-    def on_headers_complete(self) -> None:
-        self._awaiting.pop(self, None)
-        super().on_headers_complete()
+    def connection_made(self, transport) -> None:
+        self.transport = transport
+        self.server_state.connections.add(self)
+        no_delay(transport)
+        self.server = _address(transport.get_extra_info("sockname"))
+        self.client = _address(transport.get_extra_info("peername"))
+        if transport.get_extra_info("sslcontext") is not None:
+            self.scheme = "https"
+        self.headers_since = time.monotonic()  # a connection that never sends a request is cut off too
+        self._open.add(self)
+        cls = HttpServerProtocol
+        if cls._sweeper is None or cls._sweeper.done():
+            cls._sweeper = self.loop.create_task(cls._sweep())
 
     def data_received(self, data: bytes) -> None:
-        awaiting = self in self._awaiting
-        super().data_received(data)
-        if awaiting and self in self._awaiting:  # still in the headers after this chunk
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserUpgrade:
+            pass  # the request was dispatched with its headers; the node speaks no other protocol
+        except httptools.HttpParserError:
+            self._refuse(_MALFORMED)
+            return
+        if self.headers_since is not None:  # still in a request's headers
             self._header_bytes += len(data)
-            if self._header_bytes > self.max_header_bytes and not self.transport.is_closing():
-                self._awaiting.pop(self, None)
-                self.transport.write(_TOO_LARGE)
-                self.transport.close()
+            if self._header_bytes > self.max_header_bytes:
+                self._refuse(_TOO_LARGE)
 
-    def _await_headers(self) -> None:
+    def connection_lost(self, exc) -> None:
+        self.closed = True
+        self._open.discard(self)
+        self.server_state.connections.discard(self)
+        for cycle in (self.active, *self.waiting):
+            if cycle is not None:
+                cycle.disconnect()
+        self.waiting.clear()
+        self._resume_writers()
+
+    def eof_received(self) -> None:
+        pass  # the client may half-close after its request and still read the answer
+
+    def pause_writing(self) -> None:
+        if self.write_paused is None:
+            self.write_paused = self.loop.create_future()
+
+    def resume_writing(self) -> None:
+        self._resume_writers()
+
+    # -- httptools callbacks --
+
+    def on_message_begin(self) -> None:
+        self._url = b""
+        self._headers = []
+        self._expect_continue = False
+        self.idle_since = None
+        if self.headers_since is None:
+            self.headers_since = time.monotonic()
+            self._header_bytes = 0
+
+    def on_url(self, url: bytes) -> None:
+        self._url += url
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        name = name.lower()
+        if name == b"expect":
+            self._expect_continue = value.lower() == b"100-continue"
+        self._headers.append((name, value))
+
+    def on_headers_complete(self) -> None:
+        self.headers_since = None
         self._header_bytes = 0
-        self._awaiting[self] = time.monotonic()
-        cls = GuardedHttpToolsProtocol
-        if cls._sweeper is None or cls._sweeper.done():
-            cls._sweeper = asyncio.get_running_loop().create_task(cls._sweep())
+        parser = self.parser
+        url = self._url
+        if url[:1] == b"/":
+            raw_path, _, query = url.partition(b"?")
+        else:  # absolute form, as a client talking to a proxy may send
+            parsed = httptools.parse_url(url)
+            raw_path, query = parsed.path or b"/", parsed.query or b""
+        path = raw_path.decode("latin-1")
+        if "%" in path:
+            path = unquote(path)
+        version = parser.get_http_version()
+        scope = {"type": "http", "asgi": {"version": "3.0", "spec_version": "2.3"}, "http_version": version,
+                 "method": parser.get_method().decode("ascii"), "scheme": self.scheme, "path": path,
+                 "raw_path": raw_path, "query_string": query, "root_path": "", "headers": self._headers,
+                 "server": self.server, "client": self.client}
+        cycle = Cycle(self, scope, version != "1.0" and parser.should_keep_alive(), self._expect_continue)
+        self.parsing = cycle
+        if self.active is None:
+            self._start(cycle)
+        else:
+            self.waiting.append(cycle)
+            self.pause_reading()  # one pipelined request at a time is enough to hold
+
+    def on_body(self, body: bytes) -> None:
+        cycle = self.parsing
+        cycle.body.append(body)
+        cycle.buffered += len(body)
+        if cycle.buffered > _BODY_HIGH_WATER:
+            self.pause_reading()
+        cycle.wake()
+
+    def on_message_complete(self) -> None:
+        cycle = self.parsing
+        self.parsing = None
+        cycle.more_body = False
+        cycle.wake()
+
+    # -- used by the cycles --
+
+    def _start(self, cycle: "Cycle") -> None:
+        self.active = cycle
+        task = self.loop.create_task(cycle.run(self.app))
+        tasks = self.server_state.tasks
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
+
+    def answered(self, cycle: "Cycle") -> None:
+        """`cycle`'s response is complete: close, or go on with the next request on this connection."""
+        self.server_state.total_requests += 1
+        self.active = None
+        if not cycle.keep_alive:
+            self.close()
+            return
+        if self.waiting:
+            self.resume_reading()
+            self._start(self.waiting.popleft())
+        else:
+            self.idle_since = time.monotonic()
+            self.resume_reading()
+
+    def write(self, data: bytes) -> None:
+        if not self.closed:
+            self.transport.write(data)
+
+    async def drain(self) -> None:
+        while self.write_paused is not None and not self.closed:
+            await asyncio.shield(self.write_paused)
+
+    def pause_reading(self) -> None:
+        if not self.reading_paused and not self.closed:
+            self.reading_paused = True
+            self.transport.pause_reading()
+
+    def resume_reading(self) -> None:
+        if self.reading_paused and not self.closed:
+            self.reading_paused = False
+            self.transport.resume_reading()
+
+    def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            self.transport.close()
+
+    def shutdown(self) -> None:
+        """uvicorn's graceful shutdown: close when idle, else once the answer in progress is done."""
+        if self.active is None:
+            self.close()
+        else:
+            self.active.keep_alive = False
+            self.waiting.clear()
+
+    def _refuse(self, response: bytes) -> None:
+        self.write(response)
+        self.close()
+
+    def _resume_writers(self) -> None:
+        paused, self.write_paused = self.write_paused, None
+        if paused is not None and not paused.done():
+            paused.set_result(None)
 
     @classmethod
     async def _sweep(cls) -> None:
-        while True:
+        """Close connections whose headers are late and keep-alive connections idle for too long."""
+        while cls._open:
             await asyncio.sleep(min(1.0, cls.header_timeout / 4))
-            too_old = time.monotonic() - cls.header_timeout
-            for protocol in [p for p, since in cls._awaiting.items() if since < too_old]:
-                cls._awaiting.pop(protocol, None)
-                protocol.transport.close()
+            now = time.monotonic()
+            for connection in list(cls._open):
+                late = connection.headers_since is not None and now - connection.headers_since > cls.header_timeout
+                idle = (connection.idle_since is not None
+                        and now - connection.idle_since > connection.keep_alive_timeout)
+                if late or idle:
+                    connection.close()
+
+
+class Cycle:
+    """One request and its response, as the ASGI app sees them through `receive` and `send`."""
+
+    __slots__ = ("connection", "scope", "keep_alive", "body", "buffered", "more_body", "delivered", "waiter",
+                 "continue_expected", "head", "hold", "chunked", "started", "done", "disconnected")
+
+    def __init__(self, connection: HttpServerProtocol, scope: dict, keep_alive: bool, continue_expected: bool):
+        self.connection = connection
+        self.scope = scope
+        self.keep_alive = keep_alive
+        self.body: list[bytes] = []
+        self.buffered = 0
+        self.more_body = True
+        self.delivered = False  # the last piece of the body has been handed to the app
+        self.waiter: asyncio.Future | None = None
+        self.continue_expected = continue_expected
+        self.head: bytes | None = None  # the response head, until the first body bytes go with it
+        self.hold: asyncio.TimerHandle | None = None
+        self.chunked = False
+        self.started = False
+        self.done = False
+        self.disconnected = False
+
+    async def run(self, app) -> None:
+        try:
+            await app(self.scope, self.receive, self.send)
+        except BaseException as exc:  # noqa: BLE001 - whatever the app raised, the client gets an answer
+            if not isinstance(exc, asyncio.CancelledError):
+                log.error("the app failed on %s %s", self.scope["method"], self.scope["path"], exc_info=exc)
+            if not self.started and not self.disconnected:
+                self.connection.write(_FAILED)
+            self.connection.close()
+            if not isinstance(exc, Exception):
+                raise
+        else:
+            if not self.done and not self.disconnected:
+                log.error("the app did not finish its answer to %s %s", self.scope["method"], self.scope["path"])
+                if not self.started:
+                    self.connection.write(_FAILED)
+                self.connection.close()
+
+    # -- fed by the connection --
+
+    def wake(self) -> None:
+        waiter = self.waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def disconnect(self) -> None:
+        self.disconnected = True
+        if self.hold is not None:
+            self.hold.cancel()
+        self.wake()
+
+    # -- ASGI --
+
+    async def receive(self) -> dict:
+        if self.continue_expected and not self.started:
+            self.continue_expected = False
+            self.connection.write(_CONTINUE)
+        while not self.disconnected and not self.done and not self.body and (self.more_body or self.delivered):
+            self.connection.resume_reading()
+            self.waiter = self.connection.loop.create_future()
+            try:
+                await self.waiter
+            finally:
+                self.waiter = None
+        if self.disconnected or self.done:
+            return _DISCONNECT
+        body = self.body[0] if len(self.body) == 1 else b"".join(self.body)
+        self.body = []
+        self.buffered = 0
+        self.delivered = not self.more_body
+        return {"type": "http.request", "body": body, "more_body": self.more_body}
+
+    async def send(self, message: dict) -> None:
+        connection = self.connection
+        if connection.write_paused is not None:
+            await connection.drain()
+        if self.disconnected:
+            return
+        if not self.started:
+            if message["type"] != "http.response.start":
+                raise RuntimeError(f"expected http.response.start, got {message['type']}")
+            self._start(message["status"], message.get("headers", ()))
+            return
+        if self.done or message["type"] != "http.response.body":
+            raise RuntimeError(f"unexpected ASGI message {message['type']} after the response")
+        body = message.get("body", b"")
+        more = message.get("more_body", False)
+        if self.scope["method"] == "HEAD":
+            body = b""
+        if self.chunked:
+            data = b"%x\r\n%b\r\n" % (len(body), body) if body else b""
+            if not more:
+                data += _TERMINATOR
+        else:
+            data = body
+        if self.head is not None:
+            data = self.head + data
+            self.head = None
+            if self.hold is not None:
+                self.hold.cancel()
+                self.hold = None
+        if data:
+            connection.write(data)
+        if not more:
+            self.done = True
+            self.wake()
+            connection.answered(self)
+
+    def _start(self, status: int, headers) -> None:
+        self.started = True
+        self.continue_expected = False
+        lines = [_STATUS_LINES.get(status) or _status_line(status)]
+        for name, value in self.connection.server_state.default_headers:
+            lines.append(name + b": " + value + b"\r\n")
+        framed = False
+        for name, value in headers:
+            if b"\n" in name or b"\r" in name or b"\n" in value or b"\r" in value:
+                raise RuntimeError(f"a response header has a line break: {name!r}")
+            lowered = name.lower()
+            if lowered == b"content-length":
+                framed = True
+            elif lowered == b"transfer-encoding":
+                framed = self.chunked = value.lower() == b"chunked"
+            elif lowered == b"connection" and b"close" in value.lower():
+                self.keep_alive = False
+            lines.append(name + b": " + value + b"\r\n")
+        if not framed and self.scope["method"] != "HEAD" and status not in (204, 304):
+            self.chunked = True
+            lines.append(b"transfer-encoding: chunked\r\n")
+        if not self.keep_alive:
+            lines.append(b"connection: close\r\n")
+        lines.append(b"\r\n")
+        self.head = b"".join(lines)
+        if self.chunked:  # a stream: its head goes with the first chunk, or alone if that is slow to come
+            self.hold = self.connection.loop.call_later(HEAD_HOLD_SECONDS, self._flush_head)
+
+    def _flush_head(self) -> None:
+        self.hold = None
+        if self.head is not None and not self.disconnected:
+            self.connection.write(self.head)
+            self.head = None
+
+
+def _address(address):
+    if isinstance(address, tuple) and len(address) >= 2:
+        return str(address[0]), int(address[1])
+    return None
