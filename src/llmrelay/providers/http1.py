@@ -19,6 +19,7 @@ from llmrelay.sockets import no_delay
 IDLE_SECONDS = 30.0  # pooled connections idle longer are closed rather than reused
 _PAUSE_AT = 1024 * 1024  # buffered, unread body bytes that pause reading from the upstream
 _USER_AGENT = b"llmrelay"
+_SET_HERE = frozenset({b"host", b"content-length", b"transfer-encoding", b"connection"})  # never from callers
 
 
 class ConnectTimeout(TimeoutError):
@@ -89,10 +90,12 @@ class Response:
     async def iter_chunks(self):
         while True:
             if self._chunks:
-                data = self._chunks.popleft()
-                self._buffered -= len(data)
-                if self._buffered <= _PAUSE_AT:
-                    self._connection.resume()
+                # Everything that has arrived goes on as one piece: one write downstream, not one per chunk.
+                chunks = self._chunks
+                data = chunks.popleft() if len(chunks) == 1 else b"".join(chunks)
+                chunks.clear()
+                self._buffered = 0
+                self._connection.resume()
                 yield data
             elif self._complete:
                 self.release()
@@ -133,6 +136,11 @@ class Response:
         """A deadline passed mid-answer: end it with `error` and drop the connection."""
         self._finish(error)
         self._connection.close()
+
+    @property
+    def ended(self) -> bool:
+        """The whole body has arrived and been read: nothing more will come."""
+        return self._complete and not self._chunks
 
     @property
     def finished(self) -> bool:
@@ -331,7 +339,7 @@ class Client:
         target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
         return pool, target.encode()
 
-    async def request(self, method: str, url: str, headers: dict[str, str], body: bytes | None,
+    async def request(self, method: str, url: str, headers: dict, body: bytes | None,
                       connect_timeout: float, first_byte_timeout: float, idle_timeout: float = 3600.0,
                       total_timeout: float = 86400.0) -> Response:
         pool, target = self.pool(url)
@@ -388,15 +396,18 @@ class Client:
         self.targets.clear()
 
 
-def _request_head(method: bytes, target: bytes, host: str, headers: dict[str, str], body: bytes | None) -> bytes:
+def _request_head(method: bytes, target: bytes, host: str, headers: dict, body: bytes | None) -> bytes:
+    """The request line and headers; `headers` maps names to values, both str or both bytes."""
     lines = [method + b" " + target + b" HTTP/1.1", b"host: " + host.encode()]
     has_agent = False
     for name, value in headers.items():
+        if name.__class__ is str:
+            name, value = name.encode("latin-1"), value.encode("latin-1")
         lowered = name.lower()
-        if lowered in ("host", "content-length", "transfer-encoding", "connection"):
+        if lowered in _SET_HERE:
             continue
-        has_agent = has_agent or lowered == "user-agent"
-        lines.append(name.encode("latin-1") + b": " + value.encode("latin-1"))
+        has_agent = has_agent or lowered == b"user-agent"
+        lines.append(name + b": " + value)
     if not has_agent:
         lines.append(b"user-agent: " + _USER_AGENT)
     if body is not None:

@@ -144,17 +144,20 @@ async def relay(ex: Exchange, upstream: Upstream, response: Response, error_reco
 
     await ex.start(response.status, headers)
     last = b"\n"
+    ended = False
     try:
         async for chunk in response.iter_chunks():
-            await ex.body(chunk, more=True)
             tokens.chunk(chunk)
             last = chunk
+            ended = response.ended  # then the last chunk and the end of the answer go out together
+            await ex.body(chunk, more=not ended)
     except OSError as exc:
         error = broken_off(upstream, exc)
         ex.error_type = error.type
         sse = (response.headers.get("content-type") or "").encode().startswith(_SSE)
         await ex.body(error_record(error, last, sse), more=True)
-    await ex.body(b"")
+    if not ended:
+        await ex.body(b"")
     count_relayed_tokens(ex, tokens)
 
 

@@ -1,5 +1,7 @@
 """Which headers cross the node, in each direction, when it relays a request as it is."""
 
+from functools import lru_cache
+
 from llmrelay.providers.upstream import Upstream
 
 # RFC 9110 section 7.6.1: meaningful for one connection only.
@@ -27,22 +29,30 @@ def _listed_in_connection(headers) -> frozenset[bytes]:
     return frozenset()
 
 
-def upstream_request_headers(client_headers, upstream: Upstream, request_id: str) -> dict[str, str]:
-    """Client headers minus hop-by-hop and secrets, plus the upstream's credentials."""
+def upstream_request_headers(client_headers, upstream: Upstream, request_id: str) -> dict[bytes, bytes]:
+    """Client headers minus hop-by-hop and secrets, plus the upstream's credentials (as bytes, the way they
+    arrived and will leave)."""
     extra_hop = _listed_in_connection(client_headers)
-    headers: dict[str, str] = {}
+    headers: dict[bytes, bytes] = {}
     for key, value in client_headers:
         if key in _NOT_UPSTREAM or key in extra_hop or key.startswith(b"x-llmrelay-"):
             continue
-        headers[key.decode("latin-1")] = value.decode("latin-1")
-    headers.setdefault("content-type", "application/json")
-    for key, value in upstream.default_headers:
-        headers.setdefault(key, value)
-    for key, value in upstream.auth_headers:
         headers[key] = value
-    headers["accept-encoding"] = "identity"
-    headers["x-request-id"] = request_id
+    defaults, auth = _encoded(upstream)
+    for key, value in defaults:
+        headers.setdefault(key, value)
+    headers.update(auth)
+    headers[b"accept-encoding"] = b"identity"
+    headers[b"x-request-id"] = request_id.encode()
     return headers
+
+
+@lru_cache(maxsize=64)
+def _encoded(upstream: Upstream) -> tuple[tuple, tuple]:
+    """The upstream's default and credential headers as bytes, encoded once."""
+    defaults = ((b"content-type", b"application/json"),) + tuple(
+        (k.encode("latin-1"), v.encode("latin-1")) for k, v in upstream.default_headers)
+    return defaults, tuple((k.encode("latin-1"), v.encode("latin-1")) for k, v in upstream.auth_headers)
 
 
 def client_response_headers(upstream_raw_headers) -> list[tuple[bytes, bytes]]:

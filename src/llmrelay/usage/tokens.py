@@ -9,8 +9,6 @@ costs one substring search per chunk.
 
 import orjson
 
-_MARKERS = (b'"usage"', b'"eval_count"', b'"prompt_eval_count"')
-
 
 class TokenTap:
     """Watches an answer's bytes and keeps the latest counts it reports."""
@@ -69,7 +67,8 @@ class TokenTap:
 
 
 def _mentions_usage(data: bytes) -> bool:
-    return any(marker in data for marker in _MARKERS)
+    # `eval_count"` also finds `prompt_eval_count"`.
+    return b'"usage"' in data or b'eval_count"' in data
 
 
 def _loads(data: bytes):
