@@ -179,7 +179,8 @@ def main() -> None:
             node_url = f"http://127.0.0.1:{node_port}"
             paths = [
                 ("/api/v1/chat, seed pass-through to Ollama",
-                 run_wrk(wrk, node_url + "/api/v1/chat", 32, duration, str(script))),
+                 measure_cpu(node.pid, lambda: run_wrk(wrk, node_url + "/api/v1/chat", 32, duration, str(script)),
+                             duration)),
                 ("/v1/chat/completions, same API (OpenAI to OpenAI)",
                  run_wrk(wrk, node_url + "/v1/chat/completions", 32, duration, str(openai_script))),
                 ("/v1/chat/completions, translated (OpenAI to Ollama)",
@@ -198,7 +199,10 @@ def main() -> None:
         try:
             wait_until_up(f"http://127.0.0.1:{mock_port}/")
             wait_until_up(f"http://127.0.0.1:{node_port}/health")
+            run_wrk(wrk, f"http://127.0.0.1:{node_port}/api/v1/chat", 64, 1, str(script))  # every worker warm
+            before = cpu_seconds(node.pid)
             scaled = run_wrk(wrk, f"http://127.0.0.1:{node_port}/api/v1/chat", 64, duration, str(script))
+            scaled_cpu = (cpu_seconds(node.pid) - before) / (scaled["rps"] * duration)
         finally:
             for process in (node, mock):
                 process.send_signal(signal.SIGTERM)
@@ -212,7 +216,9 @@ def main() -> None:
     one_worker = paths[0][1]  # one worker, concurrency 32
     table += (f"\nWith `--workers {workers}` (concurrency 64): {scaled['rps']:,.0f} req/s, "
               f"{scaled['rps'] / one_worker['rps']:.2f} × one worker (wrk, the mock and the workers share the "
-              f"{workers} cores).\n")
+              f"{workers} cores). Node CPU time per request: {one_worker['cpu'] * 1e6:.0f} µs with one worker, "
+              f"{scaled_cpu * 1e6:.0f} µs with {workers} (the work per request does not grow with workers: "
+              "throughput grows with the cores the node gets).\n")
     print(table)
     if not options.quick:
         RESULTS.mkdir(exist_ok=True)
@@ -224,6 +230,29 @@ def main() -> None:
             print(f"chart in {chart.relative_to(ROOT)}")
     if any(relayed["errors"] or relayed["socket_errors"] for _, _, _, relayed, _ in rows):
         sys.exit("the node answered some requests with errors; see the table")
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) of a process and its children that are still running (uvicorn's workers)."""
+    total, pending = 0.0, [pid]
+    while pending:
+        current = pending.pop()
+        try:
+            fields = Path(f"/proc/{current}/stat").read_text().rsplit(")", 1)[1].split()
+            children = Path(f"/proc/{current}/task/{current}/children").read_text().split()
+        except OSError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        pending.extend(int(child) for child in children)
+    return total
+
+
+def measure_cpu(pid: int, run, duration: float) -> dict:
+    """`run()`'s wrk result, with the node's CPU seconds per request added as "cpu"."""
+    before = cpu_seconds(pid)
+    result = run()
+    result["cpu"] = (cpu_seconds(pid) - before) / max(1.0, result["rps"] * duration)
+    return result
 
 
 def rss_mb(pid: int) -> float:

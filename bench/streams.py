@@ -1,4 +1,4 @@
-"""Benchmark: what the node adds to a stream, against reading the mock upstream directly.
+"""Benchmark: what the node adds to a stream, against reading the mock upstream directly and through nginx.
 
 For each request (one at a time, so that nothing else interferes), the arrival time of every piece of the
 stream is recorded on a raw socket. Added time to first chunk = node minus direct (median); added delay per
@@ -23,7 +23,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "bench"))
 
-from run import free_port, wait_until_up  # noqa: E402
+from run import ensure_tools, free_port, start_nginx, wait_until_up  # noqa: E402
 
 BODY = json.dumps({"model": "llama3", "messages": [{"role": "user", "content": "hi"}], "stream": True}).encode()
 
@@ -63,7 +63,8 @@ def main() -> None:
     parser.add_argument("--chunks", type=int, default=20)
     parser.add_argument("--interval-ms", type=float, default=5)
     options = parser.parse_args()
-    mock_port, node_port = free_port(), free_port()
+    mock_port, node_port, nginx_port = free_port(), free_port(), free_port()
+    _, nginx = ensure_tools()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("LLMRELAY_", "OPENAI_", "ANTHROPIC_"))}
     env.update(LLM_CHAT_URL=f"http://127.0.0.1:{mock_port}", LLMRELAY_EMBEDDED="false")
     with tempfile.TemporaryDirectory() as work:
@@ -71,29 +72,34 @@ def main() -> None:
                                  "--chunks", str(options.chunks), "--interval-ms", str(options.interval_ms)])
         node = subprocess.Popen([sys.executable, "-m", "llmrelay", "serve", "--port", str(node_port)], env=env,
                                 cwd=work, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        proxy = start_nginx(nginx, work, mock_port, nginx_port)  # proxy_buffering off: chunks pass at once
         try:
             wait_until_up(f"http://127.0.0.1:{mock_port}/")
             wait_until_up(f"http://127.0.0.1:{node_port}/health")
+            wait_until_up(f"http://127.0.0.1:{nginx_port}/")
             measure(node_port, "/api/v1/chat", 10)  # warm-up
             direct_first, direct_spread = measure(mock_port, "/api/chat", options.requests)
+            nginx_first, nginx_spread = measure(nginx_port, "/api/chat", options.requests)
             node_first, node_spread = measure(node_port, "/api/v1/chat", options.requests)
         finally:
-            for process in (node, mock):
+            for process in (node, mock, proxy):
                 process.send_signal(signal.SIGTERM)
                 process.wait(10)
     per_chunk = (node_spread - direct_spread) / max(1, options.chunks - 1)
+    nginx_per_chunk = (nginx_spread - direct_spread) / max(1, options.chunks - 1)
     table = "\n".join([
         f"# Streams through /api/v1/chat, {date.today().isoformat()}",
         "",
         f"{options.requests} streams one after another, {options.chunks} chunks {options.interval_ms:g} ms apart; "
         "medians.",
         "",
-        "| | direct | node | added |",
-        "|---|---:|---:|---:|",
-        f"| time to first chunk | {direct_first * 1e6:.0f} µs | {node_first * 1e6:.0f} µs "
+        "| | direct | nginx | nginx added | node | node added |",
+        "|---|---:|---:|---:|---:|---:|",
+        f"| time to first chunk | {direct_first * 1e6:.0f} µs | {nginx_first * 1e6:.0f} µs "
+        f"| {(nginx_first - direct_first) * 1e6:.0f} µs | {node_first * 1e6:.0f} µs "
         f"| {(node_first - direct_first) * 1e6:.0f} µs |",
-        f"| first to last chunk | {direct_spread * 1e3:.2f} ms | {node_spread * 1e3:.2f} ms "
-        f"| {per_chunk * 1e6:.0f} µs per chunk |",
+        f"| first to last chunk | {direct_spread * 1e3:.2f} ms | {nginx_spread * 1e3:.2f} ms "
+        f"| {nginx_per_chunk * 1e6:.0f} µs per chunk | {node_spread * 1e3:.2f} ms | {per_chunk * 1e6:.0f} µs per chunk |",
     ]) + "\n"
     print(table)
     (ROOT / "bench" / "results" / f"{date.today().isoformat()}-streams.md").write_text(table)
