@@ -200,9 +200,8 @@ def main() -> None:
             wait_until_up(f"http://127.0.0.1:{mock_port}/")
             wait_until_up(f"http://127.0.0.1:{node_port}/health")
             run_wrk(wrk, f"http://127.0.0.1:{node_port}/api/v1/chat", 64, 1, str(script))  # every worker warm
-            before = cpu_seconds(node.pid)
-            scaled = run_wrk(wrk, f"http://127.0.0.1:{node_port}/api/v1/chat", 64, duration, str(script))
-            scaled_cpu = (cpu_seconds(node.pid) - before) / (scaled["rps"] * duration)
+            scaled = measure_cpu(node.pid, lambda: run_wrk(wrk, f"http://127.0.0.1:{node_port}/api/v1/chat", 64,
+                                                           duration, str(script)), duration)
         finally:
             for process in (node, mock):
                 process.send_signal(signal.SIGTERM)
@@ -217,7 +216,7 @@ def main() -> None:
     table += (f"\nWith `--workers {workers}` (concurrency 64): {scaled['rps']:,.0f} req/s, "
               f"{scaled['rps'] / one_worker['rps']:.2f} × one worker (wrk, the mock and the workers share the "
               f"{workers} cores). Node CPU time per request: {one_worker['cpu'] * 1e6:.0f} µs with one worker, "
-              f"{scaled_cpu * 1e6:.0f} µs with {workers} (the work per request does not grow with workers: "
+              f"{scaled['cpu'] * 1e6:.0f} µs with {workers} (the work per request does not grow with workers: "
               "throughput grows with the cores the node gets).\n")
     print(table)
     if not options.quick:

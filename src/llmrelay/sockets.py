@@ -4,8 +4,8 @@ import socket
 
 
 def no_delay(transport) -> None:
-    """Send small writes at once: an answer's headers and its first chunk are separate writes, and Nagle's
-    algorithm would hold the second until the first is acknowledged."""
+    """Send small writes at once: a stream is a run of small writes, and Nagle's algorithm would hold each
+    one until the previous one is acknowledged."""
     sock = transport.get_extra_info("socket")
     if sock is not None:
         try:
