@@ -387,22 +387,18 @@ class Cycle:
             connection.answered(self)
 
     def _start(self, status: int, headers) -> None:
-        self.started = True
         self.continue_expected = False
-        lines = [_STATUS_LINES.get(status) or _status_line(status)]
-        for name, value in self.connection.server_state.default_headers:
-            lines.append(name + b": " + value + b"\r\n")
+        lines = []
         framed = False
         for name, value in headers:
-            if b"\n" in name or b"\r" in name or b"\n" in value or b"\r" in value:
-                raise RuntimeError(f"a response header has a line break: {name!r}")
             lowered = name.lower()
-            if lowered == b"content-length":
-                framed = True
-            elif lowered == b"transfer-encoding":
-                framed = self.chunked = value.lower() == b"chunked"
-            elif lowered == b"connection" and b"close" in value.lower():
-                self.keep_alive = False
+            if lowered in _FRAMING:
+                if lowered == b"content-length":
+                    framed = True
+                elif lowered == b"transfer-encoding":
+                    framed = self.chunked = value.lower() == b"chunked"
+                elif value.lower().find(b"close") >= 0:  # connection: close
+                    self.keep_alive = False
             lines.append(name + b": " + value + b"\r\n")
         if not framed and self.scope["method"] != "HEAD" and status not in (204, 304):
             self.chunked = True
@@ -410,7 +406,15 @@ class Cycle:
         if not self.keep_alive:
             lines.append(b"connection: close\r\n")
         lines.append(b"\r\n")
-        self.head = b"".join(lines)
+        fields = b"".join(lines)
+        # Every line ends in the one CR LF it was given: a line break inside a name or value would split the
+        # head (response splitting). Counted over all lines rather than tested per header: on bytes, `in`
+        # first tries its operand as an integer and raises and swallows a TypeError (CPython 3.11).
+        if fields.count(b"\n") != len(lines) or fields.count(b"\r") != len(lines):
+            raise RuntimeError("a response header has a line break")
+        self.head = (_STATUS_LINES.get(status) or _status_line(status)) + _default_lines(
+            self.connection.server_state) + fields
+        self.started = True  # only now: a head that failed above leaves the 500 to be sent instead
         if self.chunked:  # a stream: its head goes with the first chunk, or alone if that is slow to come
             self.hold = self.connection.loop.call_later(HEAD_HOLD_SECONDS, self._flush_head)
 
@@ -419,6 +423,21 @@ class Cycle:
         if self.head is not None and not self.disconnected:
             self.connection.write(self.head)
             self.head = None
+
+
+_FRAMING = frozenset({b"content-length", b"transfer-encoding", b"connection"})  # headers the server acts on
+_defaults_of: list | None = None  # uvicorn's default headers (a new list each second: the date changes)
+_default_bytes = b""
+
+
+def _default_lines(server_state) -> bytes:
+    """uvicorn's default headers (Date) as header lines, formatted once per list uvicorn makes."""
+    global _defaults_of, _default_bytes
+    defaults = server_state.default_headers
+    if defaults is not _defaults_of:
+        _defaults_of = defaults
+        _default_bytes = b"".join(name + b": " + value + b"\r\n" for name, value in defaults)
+    return _default_bytes
 
 
 def _address(address):

@@ -53,7 +53,7 @@ class Response:
         self._connection = connection
         self.status = 0
         self.raw_headers: list[tuple[bytes, bytes]] = []
-        self.headers: dict[str, str] = {}
+        self._headers: dict[str, str] | None = None
         self.content_length: int | None = None
         self._chunks: deque[bytes] = deque()
         self._buffered = 0
@@ -62,6 +62,13 @@ class Response:
         self._waiter: asyncio.Future | None = None
         self._released = False
         self.last_activity = time.monotonic()
+
+    @property
+    def headers(self) -> dict[str, str]:
+        """The headers by lower-case name, decoded; made on first use (the relay needs only the raw list)."""
+        if self._headers is None:
+            self._headers = {name.decode("latin-1").lower(): value.decode("latin-1") for name, value in self.raw_headers}
+        return self._headers
 
     # -- fed by the connection --
 
@@ -196,16 +203,15 @@ class Connection(asyncio.Protocol):
     # -- httptools callbacks --
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        self.response.raw_headers.append((name, value))
+        response = self.response
+        response.raw_headers.append((name, value))
+        if len(name) == 14 and name.lower() == b"content-length" and value.isdigit():
+            response.content_length = int(value)
 
     def on_headers_complete(self) -> None:
         response = self.response
         response.status = self.parser.get_status_code()
         self.keep_alive = self.parser.should_keep_alive()
-        response.headers = {name.decode("latin-1").lower(): value.decode("latin-1")
-                            for name, value in response.raw_headers}
-        length = response.headers.get("content-length")
-        response.content_length = int(length) if length and length.isdigit() else None
         if not self.headers_ready.done():
             self.headers_ready.set_result(response)
 

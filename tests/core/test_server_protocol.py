@@ -1,0 +1,111 @@
+"""The node's HTTP/1.1 server protocol on its own, under a real uvicorn on loopback, with small ASGI apps that
+do what the node's handlers never do on purpose: a late first chunk, a header with a line break."""
+
+import asyncio
+import socket
+import threading
+import time
+
+import pytest
+import uvicorn
+
+from llmrelay.server_protocol import HEAD_HOLD_SECONDS, HttpServerProtocol
+from tests.support.node import free_port
+
+LATE = 0.5  # seconds the app waits before a stream's first chunk: far longer than HEAD_HOLD_SECONDS
+
+
+async def app(scope, receive, send):
+    if scope["type"] != "http":
+        return
+    path = scope["path"]
+    if path == "/late-stream":
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/plain")]})
+        await asyncio.sleep(LATE)
+        await send({"type": "http.response.body", "body": b"first", "more_body": True})
+        await send({"type": "http.response.body", "body": b""})
+    elif path == "/stream":
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/plain")]})
+        await send({"type": "http.response.body", "body": b"first", "more_body": True})
+        await send({"type": "http.response.body", "body": b""})
+    elif path == "/split-header":
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"x-note", b"a\r\nset-cookie: stolen=1"), (b"content-length", b"2")]})
+        await send({"type": "http.response.body", "body": b"ok"})
+    else:
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"2")]})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+
+@pytest.fixture(scope="module")
+def server():
+    port = free_port()
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, loop="uvloop", http=HttpServerProtocol,
+                            lifespan="off", log_config=None, timeout_keep_alive=1)
+    instance = uvicorn.Server(config)
+    thread = threading.Thread(target=instance.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not instance.started:
+        assert time.monotonic() < deadline, "the test server did not start"
+        time.sleep(0.02)
+    yield port
+    instance.should_exit = True
+    thread.join(10)
+
+
+def request(port: int, path: str) -> socket.socket:
+    sock = socket.create_connection(("127.0.0.1", port), timeout=5)
+    sock.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+    return sock
+
+
+def read_until(sock: socket.socket, marker: bytes) -> bytes:
+    data = b""
+    while marker not in data:
+        piece = sock.recv(65536)
+        assert piece, f"closed before {marker!r}; got {data!r}"
+        data += piece
+    return data
+
+
+def test_a_streams_head_goes_with_its_first_chunk(server):
+    with request(server, "/stream") as sock:
+        first = sock.recv(65536)  # the head and the first chunk were one write
+        assert first.startswith(b"HTTP/1.1 200 OK\r\n")
+        assert b"transfer-encoding: chunked\r\n" in first
+        assert b"\r\n\r\n5\r\nfirst\r\n" in first
+
+
+def test_a_streams_head_goes_alone_when_the_first_chunk_is_late(server):
+    with request(server, "/late-stream") as sock:
+        started = time.monotonic()
+        head = read_until(sock, b"\r\n\r\n")
+        head_at = time.monotonic() - started
+        assert b"first" not in head  # the client knows the answer started, long before its first chunk
+        body = read_until(sock, b"first")
+        chunk_at = time.monotonic() - started
+        assert chunk_at - head_at > LATE - HEAD_HOLD_SECONDS - 0.15, (head_at, chunk_at)
+        while not body.endswith(b"0\r\n\r\n"):  # and the answer still ends properly
+            body += sock.recv(65536)
+
+
+def test_a_header_with_a_line_break_is_never_sent(server):
+    with request(server, "/split-header") as sock:
+        answer = b""
+        while piece := sock.recv(65536):
+            answer += piece
+    assert answer.startswith(b"HTTP/1.1 500 ")
+    assert b"stolen" not in answer and b"set-cookie" not in answer.lower()
+
+
+def test_an_idle_keep_alive_connection_is_closed_after_the_timeout(server):
+    with request(server, "/") as sock:
+        assert read_until(sock, b"ok").startswith(b"HTTP/1.1 200 OK\r\n")
+        sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")  # kept alive: a second request is answered
+        assert read_until(sock, b"ok").startswith(b"HTTP/1.1 200 OK\r\n")
+        idle_since = time.monotonic()
+        sock.settimeout(10)
+        assert sock.recv(65536) == b""  # closed by the server, not by our timeout (that would raise)
+        # uvicorn's timeout_keep_alive (1 s here), checked by a sweeper once a second
+        assert 0.9 < time.monotonic() - idle_since < 4
