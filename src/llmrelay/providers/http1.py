@@ -18,8 +18,9 @@ from llmrelay.sockets import no_delay
 
 IDLE_SECONDS = 30.0  # pooled connections idle longer are closed rather than reused
 _PAUSE_AT = 1024 * 1024  # buffered, unread body bytes that pause reading from the upstream
-_USER_AGENT = b"llmrelay"
+_USER_AGENT_LINE = b"user-agent: llmrelay"
 _SET_HERE = frozenset({b"host", b"content-length", b"transfer-encoding", b"connection"})  # never from callers
+_SET_HERE_OR_AGENT = _SET_HERE | {b"user-agent"}  # one lookup per header; user-agent only noted
 
 
 class ConnectTimeout(TimeoutError):
@@ -277,9 +278,10 @@ class Pool:
         self.host = host
         self.port = port
         self.ssl = ssl_context if scheme == "https" else None
-        self.host_header = host if port in (80, 443) else f"{host}:{port}"
+        host_header = host if port in (80, 443) else f"{host}:{port}"
         if ":" in host and not host.startswith("["):
-            self.host_header = f"[{host}]:{port}"
+            host_header = f"[{host}]:{port}"
+        self.host_line = b"host: " + host_header.encode()
         self.idle: deque[Connection] = deque()
 
     def put(self, connection: Connection) -> None:
@@ -349,7 +351,7 @@ class Client:
                       connect_timeout: float, first_byte_timeout: float, idle_timeout: float = 3600.0,
                       total_timeout: float = 86400.0) -> Response:
         pool, target = self.pool(url)
-        head = _request_head(method.encode(), target, pool.host_header, headers, body)
+        head = _request_head(method.encode(), target, pool.host_line, headers, body)
         if self._sweeper is None:
             self._sweeper = asyncio.get_running_loop().create_task(self._sweep())
         started = time.monotonic()
@@ -402,20 +404,21 @@ class Client:
         self.targets.clear()
 
 
-def _request_head(method: bytes, target: bytes, host: str, headers: dict, body: bytes | None) -> bytes:
+def _request_head(method: bytes, target: bytes, host_line: bytes, headers: dict, body: bytes | None) -> bytes:
     """The request line and headers; `headers` maps names to values, both str or both bytes."""
-    lines = [method + b" " + target + b" HTTP/1.1", b"host: " + host.encode()]
+    lines = [method + b" " + target + b" HTTP/1.1", host_line]
     has_agent = False
     for name, value in headers.items():
         if name.__class__ is str:
             name, value = name.encode("latin-1"), value.encode("latin-1")
         lowered = name.lower()
-        if lowered in _SET_HERE:
-            continue
-        has_agent = has_agent or lowered == b"user-agent"
+        if lowered in _SET_HERE_OR_AGENT:
+            if lowered != b"user-agent":
+                continue
+            has_agent = True
         lines.append(name + b": " + value)
     if not has_agent:
-        lines.append(b"user-agent: " + _USER_AGENT)
+        lines.append(_USER_AGENT_LINE)
     if body is not None:
-        lines.append(b"content-length: " + str(len(body)).encode())
+        lines.append(b"content-length: %d" % len(body))
     return b"\r\n".join(lines) + b"\r\n\r\n"
