@@ -23,7 +23,14 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "bench"))
 
-from run import RESULTS, WRK_SCRIPT, ensure_tools, free_port, run_wrk, wait_until_up  # noqa: E402
+from run import (  # noqa: E402
+    WRK_SCRIPT,
+    ensure_tools,
+    free_port,
+    run_wrk,
+    save_result,
+    wait_until_up,
+)
 
 MASTER = "bench-master-key-0123456789abcdef"
 CONFIGS = [
@@ -103,10 +110,7 @@ def main() -> None:
     table = render(results, direct, duration)
     print(table)
     if not options.quick:
-        RESULTS.mkdir(exist_ok=True)
-        path = RESULTS / f"{date.today().isoformat()}-access-cost.md"
-        path.write_text(table)
-        print(f"saved to {path.relative_to(ROOT)}")
+        save_result("access-cost", table)
 
 
 def render(results, direct: dict, duration: float) -> str:

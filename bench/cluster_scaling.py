@@ -24,11 +24,11 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 from run import (  # noqa: E402
     NGINX_CONF,
-    RESULTS,
     WRK_SCRIPT,
     ensure_tools,
     free_port,
     run_wrk,
+    save_result,
     wait_until_up,
 )
 
@@ -89,10 +89,7 @@ def main() -> None:
              f"Two nodes give {two['rps'] / one['rps']:.2f} × one node (wrk, nginx, the mock and both nodes share "
              f"the {os.cpu_count()} cores).\n")
     print(table)
-    RESULTS.mkdir(exist_ok=True)
-    path = RESULTS / f"{date.today().isoformat()}-cluster-scaling.md"
-    path.write_text(table)
-    print(f"saved to {path.relative_to(ROOT)}")
+    save_result("cluster-scaling", table)
 
 
 if __name__ == "__main__":

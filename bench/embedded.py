@@ -25,7 +25,7 @@ sys.path.insert(0, str(ROOT / "src"))
 
 sys.path.insert(0, str(ROOT / "bench"))
 
-from run import free_port, wait_until_up  # noqa: E402
+from run import free_port, save_result, wait_until_up  # noqa: E402
 
 from llmrelay.providers.local import embedded_model_path  # noqa: E402
 
@@ -113,9 +113,7 @@ def main() -> None:
         f"| node overhead | {(node_ttft - direct_ttft) * 1000:+.1f} ms | {(node_rate / direct_rate - 1) * 100:+.1f} % |",
     ]) + "\n"
     print(table)
-    results = ROOT / "bench" / "results"
-    results.mkdir(exist_ok=True)
-    (results / f"{date.today().isoformat()}-embedded.md").write_text(table)
+    save_result("embedded", table)
 
 
 if __name__ == "__main__":

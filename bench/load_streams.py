@@ -26,7 +26,7 @@ import aiohttp
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "bench"))
 
-from run import free_port, rss_mb  # noqa: E402
+from run import free_port, rss_mb, save_result  # noqa: E402
 
 
 def start_mock(port: int, options) -> subprocess.Popen:
@@ -125,9 +125,7 @@ def main() -> None:
         f"| {result['peak_rss_mb']} MB |",
     ]) + "\n"
     print(table)
-    results = ROOT / "bench" / "results"
-    results.mkdir(exist_ok=True)
-    (results / f"{date.today().isoformat()}-load-streams.md").write_text(table)
+    save_result("load-streams", table)
 
 
 if __name__ == "__main__":

@@ -220,15 +220,21 @@ def main() -> None:
               "throughput grows with the cores the node gets).\n")
     print(table)
     if not options.quick:
-        RESULTS.mkdir(exist_ok=True)
-        path = RESULTS / f"{date.today().isoformat()}-passthrough.md"
-        path.write_text(table)
-        print(f"saved to {path.relative_to(ROOT)}")
-        chart = draw_chart(rows, RESULTS / f"{date.today().isoformat()}-passthrough.png")
+        path = save_result("passthrough", table)
+        chart = draw_chart(rows, path.with_suffix(".png"))
         if chart:
             print(f"chart in {chart.relative_to(ROOT)}")
     if any(relayed["errors"] or relayed["socket_errors"] for _, _, _, relayed, _ in rows):
         sys.exit("the node answered some requests with errors; see the table")
+
+
+def save_result(name: str, table: str) -> Path:
+    """Keep a run's table as bench/results/<date>-<name>.md."""
+    RESULTS.mkdir(exist_ok=True)
+    path = RESULTS / f"{date.today().isoformat()}-{name}.md"
+    path.write_text(table)
+    print(f"saved to {path.relative_to(ROOT)}")
+    return path
 
 
 def cpu_seconds(pid: int) -> float:

@@ -23,7 +23,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "bench"))
 
-from run import ensure_tools, free_port, start_nginx, wait_until_up  # noqa: E402
+from run import (  # noqa: E402
+    ensure_tools,
+    free_port,
+    save_result,
+    start_nginx,
+    wait_until_up,
+)
 
 BODY = json.dumps({"model": "llama3", "messages": [{"role": "user", "content": "hi"}], "stream": True}).encode()
 
@@ -102,7 +108,7 @@ def main() -> None:
         f"| {nginx_per_chunk * 1e6:.0f} µs per chunk | {node_spread * 1e3:.2f} ms | {per_chunk * 1e6:.0f} µs per chunk |",
     ]) + "\n"
     print(table)
-    (ROOT / "bench" / "results" / f"{date.today().isoformat()}-streams.md").write_text(table)
+    save_result("streams", table)
 
 
 if __name__ == "__main__":
