@@ -4,7 +4,7 @@ For each request (one at a time, so that nothing else interferes), the arrival t
 stream is recorded on a raw socket. Added time to first chunk = node minus direct (median); added delay per
 chunk = the extra spread between first and last chunk, divided by the chunks in between (median).
 
-    python bench/streams.py [--requests 200] [--chunks 20] [--interval-ms 5]
+    python bench/streams.py [--rounds 4] [--requests 50] [--chunks 20] [--interval-ms 5]
 """
 
 import argparse
@@ -65,7 +65,8 @@ def measure(port: int, path: str, requests: int) -> tuple[float, float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--requests", type=int, default=200)
+    parser.add_argument("--requests", type=int, default=50, help="streams per target and round")
+    parser.add_argument("--rounds", type=int, default=4)
     parser.add_argument("--chunks", type=int, default=20)
     parser.add_argument("--interval-ms", type=float, default=5)
     options = parser.parse_args()
@@ -73,6 +74,7 @@ def main() -> None:
     _, nginx = ensure_tools()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("LLMRELAY_", "OPENAI_", "ANTHROPIC_"))}
     env.update(LLM_CHAT_URL=f"http://127.0.0.1:{mock_port}", LLMRELAY_EMBEDDED="false")
+    rounds = []
     with tempfile.TemporaryDirectory() as work:
         mock = subprocess.Popen([sys.executable, str(ROOT / "bench" / "mock_upstream.py"), "--port", str(mock_port),
                                  "--chunks", str(options.chunks), "--interval-ms", str(options.interval_ms)])
@@ -84,31 +86,45 @@ def main() -> None:
             wait_until_up(f"http://127.0.0.1:{node_port}/health")
             wait_until_up(f"http://127.0.0.1:{nginx_port}/")
             measure(node_port, "/api/v1/chat", 10)  # warm-up
-            direct_first, direct_spread = measure(mock_port, "/api/chat", options.requests)
-            nginx_first, nginx_spread = measure(nginx_port, "/api/chat", options.requests)
-            node_first, node_spread = measure(node_port, "/api/v1/chat", options.requests)
+            # Rounds interleave the three targets: this machine's speed drifts within a minute, and a single
+            # round can land in a fast or a slow phase for one target only.
+            for _ in range(options.rounds):
+                rounds.append(added(options, measure(mock_port, "/api/chat", options.requests),
+                                    measure(nginx_port, "/api/chat", options.requests),
+                                    measure(node_port, "/api/v1/chat", options.requests)))
         finally:
             for process in (node, mock, proxy):
                 process.send_signal(signal.SIGTERM)
                 process.wait(10)
-    per_chunk = (node_spread - direct_spread) / max(1, options.chunks - 1)
-    nginx_per_chunk = (nginx_spread - direct_spread) / max(1, options.chunks - 1)
-    table = "\n".join([
-        f"# Streams through /api/v1/chat, {date.today().isoformat()}",
-        "",
-        f"{options.requests} streams one after another, {options.chunks} chunks {options.interval_ms:g} ms apart; "
-        "medians.",
-        "",
-        "| | direct | nginx | nginx added | node | node added |",
-        "|---|---:|---:|---:|---:|---:|",
-        f"| time to first chunk | {direct_first * 1e6:.0f} µs | {nginx_first * 1e6:.0f} µs "
-        f"| {(nginx_first - direct_first) * 1e6:.0f} µs | {node_first * 1e6:.0f} µs "
-        f"| {(node_first - direct_first) * 1e6:.0f} µs |",
-        f"| first to last chunk | {direct_spread * 1e3:.2f} ms | {nginx_spread * 1e3:.2f} ms "
-        f"| {nginx_per_chunk * 1e6:.0f} µs per chunk | {node_spread * 1e3:.2f} ms | {per_chunk * 1e6:.0f} µs per chunk |",
-    ]) + "\n"
+    table = render(options, rounds)
     print(table)
     save_result("streams", table)
+
+
+def added(options, direct, nginx, node) -> tuple[float, ...]:
+    """Direct time to first chunk, then the time to first chunk and per-chunk delay nginx and the node add."""
+    gaps = max(1, options.chunks - 1)
+    return (direct[0], nginx[0] - direct[0], node[0] - direct[0], (nginx[1] - direct[1]) / gaps,
+            (node[1] - direct[1]) / gaps)
+
+
+def render(options, rounds) -> str:
+    def row(label, values):
+        return f"| {label} | " + " | ".join(f"{value * 1e6:.0f} µs" for value in values) + " |"
+
+    medians = [statistics.median(column) for column in zip(*rounds)]
+    return "\n".join([
+        f"# Streams through /api/v1/chat, {date.today().isoformat()}",
+        "",
+        f"{options.rounds} rounds of {options.requests} streams per target, one after another, {options.chunks} "
+        f"chunks {options.interval_ms:g} ms apart; each round's medians, then the median of the rounds.",
+        "",
+        "| round | direct: time to first chunk | nginx adds to it | node adds to it | nginx adds per chunk "
+        "| node adds per chunk |",
+        "|---|---:|---:|---:|---:|---:|",
+        *(row(str(number), values) for number, values in enumerate(rounds, 1)),
+        row("**median**", medians),
+    ]) + "\n"
 
 
 if __name__ == "__main__":
