@@ -175,17 +175,22 @@ def main() -> None:
                 relayed = run_wrk(wrk, f"http://127.0.0.1:{node_port}/api/v1/chat", connections, duration,
                                   str(script))
                 rows.append((connections, direct, floor, relayed, rss_mb(node.pid)))
-            # The same request through each path of the node, at concurrency 32.
-            node_url = f"http://127.0.0.1:{node_port}"
-            paths = [
-                ("/api/v1/chat, seed pass-through to Ollama",
-                 measure_cpu(node.pid, lambda: run_wrk(wrk, node_url + "/api/v1/chat", 32, duration, str(script)),
-                             duration)),
-                ("/v1/chat/completions, same API (OpenAI to OpenAI)",
-                 run_wrk(wrk, node_url + "/v1/chat/completions", 32, duration, str(openai_script))),
-                ("/v1/chat/completions, translated (OpenAI to Ollama)",
-                 run_wrk(wrk, node_url + "/v1/chat/completions", 32, duration, str(script))),
-            ]
+            # The same request through each path of the node, at concurrency 32 and 1 (its added p50 against
+            # the mock's own API that path ends at).
+            node_url, mock_url = f"http://127.0.0.1:{node_port}", f"http://127.0.0.1:{mock_port}"
+            direct_ollama = run_wrk(wrk, mock_url + "/api/chat", 1, duration, str(script))
+            direct_openai = run_wrk(wrk, mock_url + "/v1/chat/completions", 1, duration, str(openai_script))
+            paths = []
+            for name, path, request, direct_one in (
+                    ("/api/v1/chat, seed pass-through to Ollama", "/api/v1/chat", script, direct_ollama),
+                    ("/v1/chat/completions, same API (OpenAI to OpenAI)", "/v1/chat/completions", openai_script,
+                     direct_openai),
+                    ("/v1/chat/completions, translated (OpenAI to Ollama)", "/v1/chat/completions", script,
+                     direct_ollama)):
+                loaded = measure_cpu(node.pid, lambda: run_wrk(wrk, node_url + path, 32, duration, str(request)),
+                                     duration)
+                one = run_wrk(wrk, node_url + path, 1, duration, str(request))
+                paths.append((name, loaded, one["p50"] - direct_one["p50"]))
         finally:
             for process in (node, mock, proxy):
                 process.send_signal(signal.SIGTERM)
@@ -321,11 +326,13 @@ def compare_litellm(wrk: str, duration: float, node_same_api: dict) -> str:
 
 
 def render_paths(paths) -> str:
-    base = paths[0][1]["rps"]
-    lines = ["", "| path (concurrency 32) | req/s | p50 | cost per request vs the seed pass-through |",
-             "|---|---:|---:|---:|"]
-    for name, result in paths:
-        lines.append(f"| {name} | {result['rps']:,.0f} | {result['p50']:.0f} µs | {base / result['rps']:.2f} × |")
+    base = paths[0][1]
+    lines = ["", "| path | req/s at 32 | p50 at 32 | added p50 at 1 | node CPU per request (at 32) "
+             "| vs the seed pass-through: CPU, throughput |", "|---|---:|---:|---:|---:|---:|"]
+    for name, loaded, added_one in paths:
+        lines.append(f"| {name} | {loaded['rps']:,.0f} | {loaded['p50']:.0f} µs | {added_one:.0f} µs "
+                     f"| {loaded['cpu'] * 1e6:.0f} µs | {loaded['cpu'] / base['cpu']:.2f} ×, "
+                     f"{base['rps'] / loaded['rps']:.2f} × |")
     return "\n".join(lines) + "\n"
 
 

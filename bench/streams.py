@@ -32,13 +32,18 @@ from run import (  # noqa: E402
 )
 
 BODY = json.dumps({"model": "llama3", "messages": [{"role": "user", "content": "hi"}], "stream": True}).encode()
+OPENAI_BODY = BODY.replace(b"llama3", b"gpt-4o-mini")
+# (what is measured, the mock's own path and body, the node's path)
+APIS = (("/api/v1/chat, seed pass-through to Ollama (NDJSON)", "/api/chat", BODY, "/api/v1/chat"),
+        ("/v1/chat/completions, same API (OpenAI to OpenAI, SSE)", "/v1/chat/completions", OPENAI_BODY,
+         "/v1/chat/completions"))
 
 
-def timed_stream(sock: socket.socket, path: str) -> list[float]:
-    """Seconds from sending the request to the arrival of each NDJSON record of the answer (on a kept-alive
-    connection, as a client of a chat API holds one)."""
+def timed_stream(sock: socket.socket, path: str, body: bytes) -> list[float]:
+    """Seconds from sending the request to the arrival of each JSON record of the answer (an NDJSON line or an
+    SSE event), on a kept-alive connection, as a client of a chat API holds one."""
     request = (f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
-               f"Content-Length: {len(BODY)}\r\n\r\n").encode() + BODY
+               f"Content-Length: {len(body)}\r\n\r\n").encode() + body
     started = time.perf_counter()
     sock.sendall(request)
     arrivals, data = [], b""
@@ -52,12 +57,12 @@ def timed_stream(sock: socket.socket, path: str) -> list[float]:
     return arrivals
 
 
-def measure(port: int, path: str, requests: int) -> tuple[float, float]:
+def measure(port: int, path: str, requests: int, body: bytes = BODY) -> tuple[float, float]:
     firsts, spreads = [], []
     with socket.create_connection(("127.0.0.1", port)) as sock:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         for _ in range(requests):
-            arrivals = timed_stream(sock, path)
+            arrivals = timed_stream(sock, path, body)
             firsts.append(arrivals[0])
             spreads.append(arrivals[-1] - arrivals[0])
     return statistics.median(firsts), statistics.median(spreads)
@@ -73,8 +78,9 @@ def main() -> None:
     mock_port, node_port, nginx_port = free_port(), free_port(), free_port()
     _, nginx = ensure_tools()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("LLMRELAY_", "OPENAI_", "ANTHROPIC_"))}
-    env.update(LLM_CHAT_URL=f"http://127.0.0.1:{mock_port}", LLMRELAY_EMBEDDED="false")
-    rounds = []
+    env.update(LLM_CHAT_URL=f"http://127.0.0.1:{mock_port}", LLMRELAY_EMBEDDED="false", OPENAI_API_KEY="sk-bench",
+               OPENAI_BASE_URL=f"http://127.0.0.1:{mock_port}/v1")  # gpt-* models go to the mock's OpenAI API
+    rounds: dict[str, list] = {api[0]: [] for api in APIS}
     with tempfile.TemporaryDirectory() as work:
         mock = subprocess.Popen([sys.executable, str(ROOT / "bench" / "mock_upstream.py"), "--port", str(mock_port),
                                  "--chunks", str(options.chunks), "--interval-ms", str(options.interval_ms)])
@@ -85,18 +91,26 @@ def main() -> None:
             wait_until_up(f"http://127.0.0.1:{mock_port}/")
             wait_until_up(f"http://127.0.0.1:{node_port}/health")
             wait_until_up(f"http://127.0.0.1:{nginx_port}/")
-            measure(node_port, "/api/v1/chat", 10)  # warm-up
-            # Rounds interleave the three targets: this machine's speed drifts within a minute, and a single
-            # round can land in a fast or a slow phase for one target only.
+            for _, _, body, node_path in APIS:
+                measure(node_port, node_path, 10, body)  # warm-up
+            # Rounds interleave the targets: this machine's speed drifts within a minute, and a single round
+            # can land in a fast or a slow phase for one target only.
             for _ in range(options.rounds):
-                rounds.append(added(options, measure(mock_port, "/api/chat", options.requests),
-                                    measure(nginx_port, "/api/chat", options.requests),
-                                    measure(node_port, "/api/v1/chat", options.requests)))
+                for name, path, body, node_path in APIS:
+                    rounds[name].append(added(options, measure(mock_port, path, options.requests, body),
+                                              measure(nginx_port, path, options.requests, body),
+                                              measure(node_port, node_path, options.requests, body)))
         finally:
             for process in (node, mock, proxy):
                 process.send_signal(signal.SIGTERM)
                 process.wait(10)
-    table = render(options, rounds)
+    table = "\n".join([
+        f"# Streams through the node, {date.today().isoformat()}",
+        "",
+        f"{options.rounds} rounds of {options.requests} streams per target, one after another, {options.chunks} "
+        f"chunks {options.interval_ms:g} ms apart; each round's medians, then the median of the rounds.",
+        *(render(name, results) for name, results in rounds.items()),
+    ]) + "\n"
     print(table)
     save_result("streams", table)
 
@@ -108,23 +122,21 @@ def added(options, direct, nginx, node) -> tuple[float, ...]:
             (node[1] - direct[1]) / gaps)
 
 
-def render(options, rounds) -> str:
+def render(name: str, rounds: list) -> str:
     def row(label, values):
         return f"| {label} | " + " | ".join(f"{value * 1e6:.0f} µs" for value in values) + " |"
 
     medians = [statistics.median(column) for column in zip(*rounds)]
     return "\n".join([
-        f"# Streams through /api/v1/chat, {date.today().isoformat()}",
         "",
-        f"{options.rounds} rounds of {options.requests} streams per target, one after another, {options.chunks} "
-        f"chunks {options.interval_ms:g} ms apart; each round's medians, then the median of the rounds.",
+        f"## {name}",
         "",
         "| round | direct: time to first chunk | nginx adds to it | node adds to it | nginx adds per chunk "
         "| node adds per chunk |",
         "|---|---:|---:|---:|---:|---:|",
         *(row(str(number), values) for number, values in enumerate(rounds, 1)),
         row("**median**", medians),
-    ]) + "\n"
+    ])
 
 
 if __name__ == "__main__":
