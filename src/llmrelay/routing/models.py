@@ -60,9 +60,23 @@ class Route:
     context_window_fallbacks: tuple[str, ...] = ()
 
 
+ROUTES_KEPT = 1024  # routes of client-chosen model names kept for reuse; forgotten all at once beyond
+
+
+def remember(cache: dict, key, value):
+    """`value`, kept in `cache` under `key`; a full cache is emptied first (names come from clients)."""
+    if len(cache) >= ROUTES_KEPT:
+        cache.clear()
+    cache[key] = value
+    return value
+
+
 class ModelCatalog:
     def __init__(self, settings: Settings):
         self.settings = settings
+        # Routes for models the config does not name, by name: building one (a Deployment, its key and label,
+        # two URL parses) cost more than the rest of routing a request.
+        self._environment_routes: dict[str, Route] = {}
         self.ollama = ollama_upstream(settings.llm_chat_url) if settings.llm_chat_url else None
         self.openai = (openai_upstream(settings.openai_api_key.get_secret_value(), settings.openai_base_url)
                        if settings.openai_api_key else None)
@@ -106,6 +120,13 @@ class ModelCatalog:
         route = self.configured.get(model) or self.embedded_route(model)
         if route is not None:
             return route
+        route = self._environment_routes.get(model)
+        if route is None:
+            route = remember(self._environment_routes, model, self._environment_route(model))
+        return route
+
+    def _environment_route(self, model: str) -> Route:
+        """A model the config file does not name: its upstream follows its name's vendor prefix."""
         if model.startswith(OLLAMA_PREFIX):
             return Route(model, (Deployment("ollama", model.removeprefix(OLLAMA_PREFIX), self._ollama(model)),), False)
         if self.openai is not None and model.startswith(OPENAI_PREFIXES):

@@ -5,7 +5,7 @@ looks like a vendor's (Ollama's `gpt-oss`) still reaches Ollama when that vendor
 """
 
 from llmrelay.providers.upstream import Upstream
-from llmrelay.routing.models import Deployment, ModelCatalog, Route
+from llmrelay.routing.models import Deployment, ModelCatalog, Route, remember
 from llmrelay.routing.names import (
     ANTHROPIC_PREFIXES,
     OLLAMA_PREFIX,
@@ -24,14 +24,20 @@ class PassthroughRoutes:
         # Same deployment objects as the translated surfaces, so health and load are shared per upstream.
         self._deployments = {upstream.name: Deployment(upstream.name, "", upstream)
                              for upstream in (self.ollama, self.openai, self.anthropic) if upstream is not None}
+        self._routes: dict[str, tuple[Route, bool]] = {}  # by model name
 
     def is_local(self, model: str) -> bool:
         """Whether the embedded model answers `model` (it speaks Ollama's format on this endpoint)."""
         route = self.catalog.embedded_route(model)
         return route is not None
+
     def route(self, model: str) -> tuple[Route, bool]:
         """The route for `model` (one upstream; the body names the model), and whether the `ollama/` prefix
         must be removed from the body."""
+        known = self._routes.get(model)
+        return known if known is not None else remember(self._routes, model, self._route(model))
+
+    def _route(self, model: str) -> tuple[Route, bool]:
         if model.startswith(OLLAMA_PREFIX):
             upstream, strip = self._ollama(model), True
         elif self.openai is not None and model.startswith(OPENAI_PREFIXES):
