@@ -222,7 +222,9 @@ def main() -> None:
               f"{scaled['rps'] / one_worker['rps']:.2f} × one worker (wrk, the mock and the workers share the "
               f"{workers} cores). Node CPU time per request: {one_worker['cpu'] * 1e6:.0f} µs with one worker, "
               f"{scaled['cpu'] * 1e6:.0f} µs with {workers} (the work per request does not grow with workers: "
-              "throughput grows with the cores the node gets).\n")
+              "throughput grows with the cores the node gets). Cores the node kept busy: "
+              f"{one_worker['rps'] * one_worker['cpu']:.2f} with one worker, {scaled['rps'] * scaled['cpu']:.2f} "
+              f"with {workers} (what wrk and the mock leave it on this machine).\n")
     print(table)
     if not options.quick:
         path = save_result("passthrough", table)
