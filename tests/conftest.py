@@ -1,3 +1,5 @@
+import os
+
 import pytest
 
 from tests.fakes.anthropic import FakeAnthropic
@@ -97,3 +99,14 @@ def postgres_server():
     server = PostgresServer()
     yield server
     server.stop()
+
+
+@pytest.fixture
+def clean_env(monkeypatch, tmp_path):
+    """No node setting from the developer's shell, and a working directory of the test's own (no .env)."""
+    for name in list(os.environ):
+        if name.startswith("LLMRELAY_") or name in ("LLM_CHAT_URL", "OPENAI_API_KEY", "ANTHROPIC_API_KEY",
+                                                    "CLAUDE_API_KEY", "OPENAI_BASE_URL", "ANTHROPIC_BASE_URL"):
+            monkeypatch.delenv(name)
+    monkeypatch.chdir(tmp_path)
+    return tmp_path

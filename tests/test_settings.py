@@ -14,16 +14,6 @@ from tests.support.node import free_port
 BODY = json.dumps({"model": "llama3", "messages": [], "stream": False}).encode()
 
 
-@pytest.fixture
-def clean_env(monkeypatch, tmp_path):
-    for name in list(os.environ):
-        if name.startswith("LLMRELAY_") or name in ("LLM_CHAT_URL", "OPENAI_API_KEY", "ANTHROPIC_API_KEY",
-                                                    "CLAUDE_API_KEY", "OPENAI_BASE_URL", "ANTHROPIC_BASE_URL"):
-            monkeypatch.delenv(name)
-    monkeypatch.chdir(tmp_path)
-    return tmp_path
-
-
 def test_defaults_follow_the_seed(clean_env):
     settings = load_settings()
     assert (settings.host, settings.port) == ("127.0.0.1", 8080)

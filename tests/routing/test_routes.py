@@ -1,8 +1,6 @@
 """Routes for models the config file does not name: chosen by the name's vendor prefix, built once per name,
 and never kept without bound (the names come from clients)."""
 
-import os
-
 import pytest
 
 from llmrelay.core.errors import NoUpstream
@@ -12,12 +10,7 @@ from llmrelay.settings import load_settings
 
 
 @pytest.fixture
-def catalog(monkeypatch, tmp_path):
-    for name in list(os.environ):
-        if name.startswith("LLMRELAY_") or name in ("LLM_CHAT_URL", "OPENAI_API_KEY", "ANTHROPIC_API_KEY",
-                                                    "CLAUDE_API_KEY", "OPENAI_BASE_URL", "ANTHROPIC_BASE_URL"):
-            monkeypatch.delenv(name)
-    monkeypatch.chdir(tmp_path)
+def catalog(clean_env, monkeypatch):
     monkeypatch.setenv("LLM_CHAT_URL", "http://127.0.0.1:11434")
     monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
     monkeypatch.setenv("LLMRELAY_EMBEDDED", "false")
