@@ -192,7 +192,8 @@ class RelayApp:
                 ex.forwarded = True  # its first node checked the key and counted the limits
             else:
                 self.guard.authenticate(ex)
-            await self.admission.enter()
+            if not self.admission.try_enter():
+                await self.admission.enter()
             try:
                 await handler(ex)
             except ForwardTo as target:

@@ -70,7 +70,7 @@ class Exchange:
     async def use_model(self, model: str) -> None:
         """Name the model this request is for; the key must allow it and the rate limits must admit it."""
         self.model = model
-        if self.guard is not None:
+        if self.guard is not None and self.guard.checks(self, model):
             await self.guard.admit(self, model)
         if self.cluster is not None and not self.forwarded:
             node = self.cluster.node_for(model)

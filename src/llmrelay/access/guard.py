@@ -52,6 +52,10 @@ class AccessGuard:
             raise Unauthenticated("the admin API needs the master key (LLMRELAY_MASTER_KEY) as "
                                   "`Authorization: Bearer <key>`")
 
+    def checks(self, ex, model: str) -> bool:
+        """Whether `admit` has anything to check: a key, or a budget for the model."""
+        return ex.key is not None or model in self.model_budgets
+
     async def admit(self, ex, model: str) -> None:
         key: ApiKey | None = ex.key
         budgets = []

@@ -287,7 +287,8 @@ class Pool:
     def put(self, connection: Connection) -> None:
         self.idle.append(connection)
 
-    async def acquire(self, connect_timeout: float) -> Connection:
+    def idle_connection(self) -> Connection | None:
+        """A pooled connection still worth reusing, if there is one."""
         now = time.monotonic()
         while self.idle:
             connection = self.idle.pop()
@@ -295,6 +296,9 @@ class Pool:
                 connection.reused = True
                 return connection
             connection.close()
+        return None
+
+    async def connect(self, connect_timeout: float) -> Connection:
         loop = asyncio.get_running_loop()
         try:
             async with asyncio.timeout(connect_timeout):
@@ -357,7 +361,8 @@ class Client:
         started = time.monotonic()
         deadline = started + first_byte_timeout
         for attempt in (1, 2):
-            connection = await pool.acquire(max(0.0, min(connect_timeout, deadline - time.monotonic())))
+            connection = pool.idle_connection() or await pool.connect(
+                max(0.0, min(connect_timeout, deadline - time.monotonic())))
             self.waiting[connection] = deadline
             try:
                 response = await connection.send(head, body)

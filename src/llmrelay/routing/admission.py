@@ -20,9 +20,15 @@ class Admission:
     def full(self) -> bool:
         return self.in_flight >= self.limit
 
-    async def enter(self) -> None:
+    def try_enter(self) -> bool:
+        """Take a slot if one is free and nobody waits for it: the usual case, without a coroutine."""
         if self.in_flight < self.limit and not self.waiters:
             self.in_flight += 1
+            return True
+        return False
+
+    async def enter(self) -> None:
+        if self.try_enter():
             return
         if len(self.waiters) >= self.queue_size:
             raise NoUpstream(f"{self.name} is at capacity and its queue is full; try again shortly",

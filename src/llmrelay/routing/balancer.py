@@ -130,8 +130,13 @@ class Balancer:
         return random.choice([h for h in free if h.in_flight == fewest])
 
     async def lease(self, deployment: Deployment, health: Health) -> Lease:
+        """A lease, after waiting for a slot when the deployment limits its requests in flight."""
         if health.admission is not None:
             await health.admission.enter()
+        return self.take(deployment, health)
+
+    def take(self, deployment: Deployment, health: Health) -> Lease:
+        """A lease on a deployment without a limit of requests in flight (nothing to wait for)."""
         health.in_flight += 1
         health.requests += 1
         return Lease(self, health, deployment)

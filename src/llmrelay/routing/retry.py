@@ -60,7 +60,10 @@ class Retrier:
                 if last_error is not None:
                     raise last_error from None  # the failure that cooled it down says more
                 raise
-            lease = await self.balancer.lease(deployment, health)
+            if health.admission is None:
+                lease = self.balancer.take(deployment, health)
+            else:
+                lease = await self.balancer.lease(deployment, health)
             final = last_route and number == attempts - 1
             first_try_here = deployment.key not in tried
             tried.add(deployment.key)
