@@ -6,6 +6,7 @@ next round. `close()` writes everything still waiting, so a node stopped with SI
 """
 
 import logging
+import os
 import threading
 from collections import deque
 
@@ -24,6 +25,25 @@ def usage_row(r: RequestRecord) -> tuple:
     return (r.at, r.request_id, r.key_id, r.surface, r.model, r.provider, r.deployment, r.status,
             r.prompt_tokens, r.completion_tokens, r.tokens_estimated,
             None if r.ttft_ms is None else round(r.ttft_ms, 3), round(r.duration_ms, 3), r.error_type)
+
+
+NICER_BY = 10
+
+
+def give_way_to_requests() -> None:
+    """Lower this thread's CPU priority (on Linux each thread has its own nice value).
+
+    The database's work runs without the GIL, on whichever core is free, and on a busy machine that core was
+    often the event loop's: at concurrency 1 the batches raised the added p99 from ~0.4 ms (no usage records)
+    to 1.2-1.5 ms. At a lower priority the writer gives way the moment a request wakes the loop (0.6-0.85 ms)
+    and still has the idle time between requests. Only this thread: a thread that holds the GIL longer (the
+    recorder) must not be descheduled while the loop waits for it (tried: p99 got worse).
+    """
+    try:
+        thread = threading.get_native_id()
+        os.setpriority(os.PRIO_PROCESS, thread, os.getpriority(os.PRIO_PROCESS, thread) + NICER_BY)
+    except (AttributeError, OSError):
+        pass  # not Linux: the writer keeps the node's priority
 
 
 class UsageWriter:
@@ -69,6 +89,7 @@ class UsageWriter:
             log.error("%d usage records were dropped: the database fell too far behind", self.dropped)
 
     def _run(self) -> None:
+        give_way_to_requests()
         while not self._stop.is_set():
             self._wake.wait(INTERVAL)
             self._wake.clear()
