@@ -18,6 +18,8 @@ Receive = Callable[[], Awaitable[dict]]
 Send = Callable[[dict], Awaitable[None]]
 
 JSON = b"application/json"
+# The scope extension through which the server takes a callback for a client that leaves mid-answer.
+DISCONNECT_EXTENSION = "llmrelay.on_disconnect"
 _MAX_REQUEST_ID = 128
 
 
@@ -26,7 +28,7 @@ class Exchange:
 
     __slots__ = ("scope", "receive", "send", "method", "path", "request_id", "started", "model", "upstream",
                  "status", "bytes_out", "error_type", "client_gone", "error_body", "watch", "handler", "leases",
-                 "_watcher", "deployment", "key", "body_size", "request_body", "forwarded", "first_out", "prompt_tokens", "completion_tokens",
+                 "deployment", "key", "body_size", "request_body", "forwarded", "first_out", "prompt_tokens", "completion_tokens",
                  "tokens_estimated")
 
     guard = None  # the node's AccessGuard: checks the key's model and the rate limits (set by the app)
@@ -48,9 +50,8 @@ class Exchange:
         self.client_gone = False
         self.error_body = error_body  # a surface sets its own API's error shape
         self.watch = watch
-        self.handler: asyncio.Task | None = None
+        self.handler: asyncio.Task | None = None  # cancelled if the client goes away
         self.leases: list = []  # holds on deployments, released when the answer is done
-        self._watcher: asyncio.Task | None = None
         self.deployment = None  # the last deployment tried, whether or not it answered
         self.key = None  # the ApiKey the request came with, when the node requires keys
         self.body_size = 0
@@ -130,26 +131,26 @@ class Exchange:
     def cancel_on_disconnect(self) -> None:
         """From now on, a client that goes away cancels the task handling it (and so its upstream call).
 
-        Call once the request body has been read: the watcher consumes the next ASGI message. The watcher
-        itself starts only if the request lasts (see DisconnectWatch).
+        Only if the request lasts (see DisconnectWatch), and through the server's DISCONNECT_EXTENSION: the
+        node's server protocol calls back when the client leaves mid-answer.
         """
         self.handler = asyncio.current_task()
         self.watch.add(self)
 
-    def start_watcher(self) -> None:
-        def on_message(watcher: asyncio.Task) -> None:
-            if not watcher.cancelled() and self.handler is not None:
-                self.client_gone = True
-                self.handler.cancel()
+    def listen_for_disconnect(self) -> None:
+        extensions = self.scope.get("extensions")
+        if extensions and DISCONNECT_EXTENSION in extensions:
+            extensions[DISCONNECT_EXTENSION](self.send, self._client_left)
 
-        self._watcher = asyncio.ensure_future(self.receive())
-        self._watcher.add_done_callback(on_message)
+    def _client_left(self) -> None:
+        handler = self.handler
+        if handler is not None and not handler.done():
+            self.client_gone = True
+            handler.cancel()
 
     def stop_watching(self) -> None:
         self.watch.discard(self)
-        if self._watcher is not None:
-            self._watcher.cancel()
-            self._watcher = None
+        self.handler = None
 
     async def start(self, status: int, headers: list[tuple[bytes, bytes]]) -> None:
         self.status = status
@@ -158,7 +159,7 @@ class Exchange:
 
     async def body(self, data: bytes, more: bool = False) -> None:
         if not more:
-            # The server reports the finished response as a disconnect; that must not cancel us.
+            # A connection closed after the last byte must not cancel what is left to do (recording).
             self.stop_watching()
         if not self.first_out and data:
             self.first_out = time.perf_counter()
@@ -183,12 +184,13 @@ class Exchange:
 
 
 class DisconnectWatch:
-    """Watches for clients that go away, but only on requests that last.
+    """Listens for clients that go away, but only on requests that last.
 
-    A watcher is a task reading the next ASGI message; creating one per request cost more than a tenth of a
-    fast proxied request. Most answers come back within milliseconds, so a sweeper gives a watcher only to
-    requests still running after `SWEEP_SECONDS`; a client that leaves sooner costs an upstream call that
-    was about to finish anyway.
+    Most answers come back within milliseconds, so a sweeper listens (through the server's
+    DISCONNECT_EXTENSION) only for requests still running after `SWEEP_SECONDS`; a client that leaves sooner
+    costs an upstream call that was about to finish anyway. A callback, not a task reading `receive` for
+    `http.disconnect`: such a task cost more than a tenth of a fast proxied request, and when a stream ended
+    its cancellation ran on the way of the next request on the connection.
     """
 
     SWEEP_SECONDS = 0.05
@@ -211,7 +213,7 @@ class DisconnectWatch:
             started_before = time.perf_counter() - self.SWEEP_SECONDS
             for ex in [ex for ex in self.exchanges if ex.started <= started_before]:
                 self.exchanges.discard(ex)
-                ex.start_watcher()
+                ex.listen_for_disconnect()
 
     def close(self) -> None:
         if self._sweeper is not None:

@@ -11,7 +11,9 @@ timer and regular expressions per request, and a separate write for the head and
   client cannot hold a connection with slow or endless headers.
 
 It serves plain HTTP/1.1 with keep-alive, pipelining (answered in order), `Expect: 100-continue` and flow
-control both ways; no upgrades (WebSocket, h2c), which the node does not speak.
+control both ways; no upgrades (WebSocket, h2c), which the node does not speak. A client that leaves
+mid-answer is reported as ASGI's `http.disconnect` and, to an app that registered one through the scope's
+DISCONNECT_EXTENSION, by a callback (no task per request waiting on `receive`).
 """
 
 import asyncio
@@ -23,6 +25,7 @@ from urllib.parse import unquote
 
 import httptools
 
+from llmrelay.asgi import DISCONNECT_EXTENSION
 from llmrelay.sockets import no_delay
 
 log = logging.getLogger("llmrelay")
@@ -177,6 +180,7 @@ class HttpServerProtocol(asyncio.Protocol):
                  "raw_path": raw_path, "query_string": query, "root_path": "", "headers": self._headers,
                  "server": self.server, "client": self.client}
         cycle = Cycle(self, scope, version != "1.0" and parser.should_keep_alive(), self._expect_continue)
+        scope["extensions"] = _EXTENSIONS
         self.parsing = cycle
         if self.active is None:
             self._start(cycle)
@@ -279,7 +283,7 @@ class Cycle:
     """One request and its response, as the ASGI app sees them through `receive` and `send`."""
 
     __slots__ = ("connection", "scope", "keep_alive", "body", "buffered", "more_body", "delivered", "waiter",
-                 "continue_expected", "head", "hold", "chunked", "started", "done", "disconnected")
+                 "continue_expected", "head", "hold", "chunked", "started", "done", "disconnected", "on_disconnect")
 
     def __init__(self, connection: HttpServerProtocol, scope: dict, keep_alive: bool, continue_expected: bool):
         self.connection = connection
@@ -297,6 +301,7 @@ class Cycle:
         self.started = False
         self.done = False
         self.disconnected = False
+        self.on_disconnect = None  # the app's callback for a client that leaves before the answer is complete
 
     async def run(self, app) -> None:
         try:
@@ -328,6 +333,17 @@ class Cycle:
         if self.hold is not None:
             self.hold.cancel()
         self.wake()
+        callback, self.on_disconnect = self.on_disconnect, None
+        if callback is not None and not self.done:
+            callback()
+
+    def call_on_disconnect(self, callback) -> None:
+        """`callback()` once if the client goes away before the answer is complete (the app still gets
+        `http.disconnect` from `receive` too)."""
+        if self.disconnected and not self.done:
+            callback()
+        else:
+            self.on_disconnect = callback
 
     # -- ASGI --
 
@@ -383,6 +399,7 @@ class Cycle:
             connection.write(data)
         if not more:
             self.done = True
+            self.on_disconnect = None
             self.wake()
             connection.answered(self)
 
@@ -425,6 +442,16 @@ class Cycle:
             self.head = None
 
 
+def _call_on_disconnect(send, callback) -> None:
+    """DISCONNECT_EXTENSION: `callback()` once if the client of the request answered through `send` leaves
+    before its answer is complete. One function for every request, finding it by its `send`: a bound method
+    per request in the scope would make a reference cycle, freed only by the garbage collector."""
+    cycle = getattr(send, "__self__", None)
+    if isinstance(cycle, Cycle):
+        cycle.call_on_disconnect(callback)
+
+
+_EXTENSIONS = {DISCONNECT_EXTENSION: _call_on_disconnect}
 _FRAMING = frozenset({b"content-length", b"transfer-encoding", b"connection"})  # headers the server acts on
 _defaults_of: list | None = None  # uvicorn's default headers (a new list each second: the date changes)
 _default_bytes = b""

@@ -9,10 +9,12 @@ import time
 import pytest
 import uvicorn
 
+from llmrelay.asgi import DISCONNECT_EXTENSION
 from llmrelay.server_protocol import HEAD_HOLD_SECONDS, HttpServerProtocol
 from tests.support.node import free_port
 
 LATE = 0.5  # seconds the app waits before a stream's first chunk: far longer than HEAD_HOLD_SECONDS
+CALLBACKS: list[str] = []  # what the apps' disconnect callbacks saw
 
 
 async def app(scope, receive, send):
@@ -28,6 +30,21 @@ async def app(scope, receive, send):
         await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/plain")]})
         await send({"type": "http.response.body", "body": b"first", "more_body": True})
         await send({"type": "http.response.body", "body": b""})
+    elif path == "/watch":  # a stream that the client leaves after its first chunk
+        left = asyncio.Event()
+        scope["extensions"][DISCONNECT_EXTENSION](send, left.set)
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/plain")]})
+        await send({"type": "http.response.body", "body": b"first", "more_body": True})
+        try:
+            await asyncio.wait_for(left.wait(), 5)
+            CALLBACKS.append("left mid-answer")
+        except TimeoutError:
+            CALLBACKS.append("never told")
+    elif path == "/watch-complete":  # a whole answer, then the connection closes
+        scope["extensions"][DISCONNECT_EXTENSION](send, lambda: CALLBACKS.append("told after a complete answer"))
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-length", b"2"), (b"connection", b"close")]})
+        await send({"type": "http.response.body", "body": b"ok"})
     elif path == "/split-header":
         await send({"type": "http.response.start", "status": 200,
                     "headers": [(b"x-note", b"a\r\nset-cookie: stolen=1"), (b"content-length", b"2")]})
@@ -109,3 +126,24 @@ def test_an_idle_keep_alive_connection_is_closed_after_the_timeout(server):
         assert sock.recv(65536) == b""  # closed by the server, not by our timeout (that would raise)
         # uvicorn's timeout_keep_alive (1 s here), checked by a sweeper once a second
         assert 0.9 < time.monotonic() - idle_since < 4
+
+
+def test_an_app_is_told_at_once_when_the_client_leaves_mid_answer(server):
+    CALLBACKS.clear()
+    with request(server, "/watch") as sock:
+        read_until(sock, b"first")
+    deadline = time.monotonic() + 5
+    while not CALLBACKS and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert CALLBACKS == ["left mid-answer"]
+
+
+def test_a_connection_closed_after_a_complete_answer_is_not_a_client_leaving(server):
+    CALLBACKS.clear()
+    with request(server, "/watch-complete") as sock:
+        answer = b""
+        while piece := sock.recv(65536):  # the server closes: connection: close
+            answer += piece
+    assert answer.endswith(b"\r\n\r\nok")
+    time.sleep(0.2)
+    assert CALLBACKS == []
