@@ -7,6 +7,7 @@ next round. `close()` writes everything still waiting, so a node stopped with SI
 
 import logging
 import os
+import sys
 import threading
 from collections import deque
 
@@ -39,11 +40,13 @@ def give_way_to_requests() -> None:
     and still has the idle time between requests. Only this thread: a thread that holds the GIL longer (the
     recorder) must not be descheduled while the loop waits for it (tried: p99 got worse).
     """
+    if not sys.platform.startswith("linux"):
+        return  # elsewhere a thread id is no process id: setpriority could reach another process
     try:
         thread = threading.get_native_id()
         os.setpriority(os.PRIO_PROCESS, thread, os.getpriority(os.PRIO_PROCESS, thread) + NICER_BY)
-    except (AttributeError, OSError):
-        pass  # not Linux: the writer keeps the node's priority
+    except OSError:
+        pass  # not allowed here: the writer keeps the node's priority
 
 
 class UsageWriter:
