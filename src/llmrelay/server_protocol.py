@@ -19,6 +19,7 @@ DISCONNECT_EXTENSION, by a callback (no task per request waiting on `receive`).
 import asyncio
 import logging
 import time
+import weakref
 from collections import deque
 from http import HTTPStatus
 from urllib.parse import unquote
@@ -64,8 +65,8 @@ class HttpServerProtocol(asyncio.Protocol):
 
     header_timeout = 10.0  # seconds from a request's first byte (or the connection's start) to its last header
     max_header_bytes = 64 * 1024
-    _open: set["HttpServerProtocol"] = set()  # this process's connections, for the sweeper
-    _sweeper: asyncio.Task | None = None
+    # One sweeper per server (uvicorn's server_state), walking the connections uvicorn already keeps.
+    _sweepers: "weakref.WeakKeyDictionary[object, asyncio.Task]" = weakref.WeakKeyDictionary()
 
     def __init__(self, config, server_state, app_state=None, _loop=None):
         if not config.loaded:
@@ -103,10 +104,9 @@ class HttpServerProtocol(asyncio.Protocol):
         if transport.get_extra_info("sslcontext") is not None:
             self.scheme = "https"
         self.headers_since = time.monotonic()  # a connection that never sends a request is cut off too
-        self._open.add(self)
-        cls = HttpServerProtocol
-        if cls._sweeper is None or cls._sweeper.done():
-            cls._sweeper = self.loop.create_task(cls._sweep())
+        sweeper = self._sweepers.get(self.server_state)
+        if sweeper is None or sweeper.done():
+            self._sweepers[self.server_state] = self.loop.create_task(self._sweep(self.server_state.connections))
 
     def data_received(self, data: bytes) -> None:
         try:
@@ -123,7 +123,6 @@ class HttpServerProtocol(asyncio.Protocol):
 
     def connection_lost(self, exc) -> None:
         self.closed = True
-        self._open.discard(self)
         self.server_state.connections.discard(self)
         for cycle in (self.active, *self.waiting):
             if cycle is not None:
@@ -266,12 +265,12 @@ class HttpServerProtocol(asyncio.Protocol):
             paused.set_result(None)
 
     @classmethod
-    async def _sweep(cls) -> None:
+    async def _sweep(cls, connections: set) -> None:
         """Close connections whose headers are late and keep-alive connections idle for too long."""
-        while cls._open:
+        while connections:
             await asyncio.sleep(min(1.0, cls.header_timeout / 4))
             now = time.monotonic()
-            for connection in list(cls._open):
+            for connection in list(connections):
                 late = connection.headers_since is not None and now - connection.headers_since > cls.header_timeout
                 idle = (connection.idle_since is not None
                         and now - connection.idle_since > connection.keep_alive_timeout)
