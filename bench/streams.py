@@ -1,10 +1,11 @@
-"""Benchmark: what the node adds to a stream, against reading the mock upstream directly and through nginx.
+"""Benchmark: what the node adds to a stream, against reading the mock upstream directly, through nginx, and
+through a bare Python byte relay (bench/bare_relay.py: the floor for any Python proxy on the machine).
 
 For each request (one at a time, so that nothing else interferes), the arrival time of every piece of the
 stream is recorded on a raw socket. Added time to first chunk = node minus direct (median); added delay per
 chunk = the extra spread between first and last chunk, divided by the chunks in between (median).
 
-    python bench/streams.py [--rounds 4] [--requests 50] [--chunks 20] [--interval-ms 5]
+    python bench/streams.py [--rounds 4] [--requests 50] [--chunks 20] [--interval-ms 5] [--quick]
 """
 
 import argparse
@@ -74,8 +75,11 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=4)
     parser.add_argument("--chunks", type=int, default=20)
     parser.add_argument("--interval-ms", type=float, default=5)
+    parser.add_argument("--quick", action="store_true", help="one short round, not saved: to show the bench works")
     options = parser.parse_args()
-    mock_port, node_port, nginx_port = free_port(), free_port(), free_port()
+    if options.quick:
+        options.rounds, options.requests, options.chunks = 1, 5, 3
+    mock_port, node_port, nginx_port, bare_port = free_port(), free_port(), free_port(), free_port()
     _, nginx = ensure_tools()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("LLMRELAY_", "OPENAI_", "ANTHROPIC_"))}
     env.update(LLM_CHAT_URL=f"http://127.0.0.1:{mock_port}", LLMRELAY_EMBEDDED="false", OPENAI_API_KEY="sk-bench",
@@ -87,10 +91,13 @@ def main() -> None:
         node = subprocess.Popen([sys.executable, "-m", "llmrelay", "serve", "--port", str(node_port)], env=env,
                                 cwd=work, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         proxy = start_nginx(nginx, work, mock_port, nginx_port)  # proxy_buffering off: chunks pass at once
+        bare = subprocess.Popen([sys.executable, str(ROOT / "bench" / "bare_relay.py"), "--port", str(bare_port),
+                                 "--upstream-port", str(mock_port)])
         try:
             wait_until_up(f"http://127.0.0.1:{mock_port}/")
             wait_until_up(f"http://127.0.0.1:{node_port}/health")
             wait_until_up(f"http://127.0.0.1:{nginx_port}/")
+            wait_until_up(f"http://127.0.0.1:{bare_port}/")
             for _, _, body, node_path in APIS:
                 measure(node_port, node_path, 10, body)  # warm-up
             # Rounds interleave the targets: this machine's speed drifts within a minute, and a single round
@@ -99,9 +106,10 @@ def main() -> None:
                 for name, path, body, node_path in APIS:
                     rounds[name].append(added(options, measure(mock_port, path, options.requests, body),
                                               measure(nginx_port, path, options.requests, body),
+                                              measure(bare_port, path, options.requests, body),
                                               measure(node_port, node_path, options.requests, body)))
         finally:
-            for process in (node, mock, proxy):
+            for process in (node, mock, proxy, bare):
                 process.send_signal(signal.SIGTERM)
                 process.wait(10)
     table = "\n".join([
@@ -112,14 +120,16 @@ def main() -> None:
         *(render(name, results) for name, results in rounds.items()),
     ]) + "\n"
     print(table)
-    save_result("streams", table)
+    if not options.quick:
+        save_result("streams", table)
 
 
-def added(options, direct, nginx, node) -> tuple[float, ...]:
-    """Direct time to first chunk, then the time to first chunk and per-chunk delay nginx and the node add."""
+def added(options, direct, nginx, bare, node) -> tuple[float, ...]:
+    """Direct time to first chunk, then the time to first chunk nginx, the bare relay and the node add, then
+    the delay per chunk nginx and the node add."""
     gaps = max(1, options.chunks - 1)
-    return (direct[0], nginx[0] - direct[0], node[0] - direct[0], (nginx[1] - direct[1]) / gaps,
-            (node[1] - direct[1]) / gaps)
+    return (direct[0], nginx[0] - direct[0], bare[0] - direct[0], node[0] - direct[0],
+            (nginx[1] - direct[1]) / gaps, (node[1] - direct[1]) / gaps)
 
 
 def render(name: str, rounds: list) -> str:
@@ -131,9 +141,9 @@ def render(name: str, rounds: list) -> str:
         "",
         f"## {name}",
         "",
-        "| round | direct: time to first chunk | nginx adds to it | node adds to it | nginx adds per chunk "
-        "| node adds per chunk |",
-        "|---|---:|---:|---:|---:|---:|",
+        "| round | direct: time to first chunk | nginx adds to it | bare Python relay adds to it | node adds to it "
+        "| nginx adds per chunk | node adds per chunk |",
+        "|---|---:|---:|---:|---:|---:|---:|",
         *(row(str(number), values) for number, values in enumerate(rounds, 1)),
         row("**median**", medians),
     ])

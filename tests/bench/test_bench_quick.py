@@ -14,3 +14,15 @@ def test_pass_through_bench_runs_and_the_node_makes_no_errors():
     table = result.stdout
     for row in ("| 1 |", "| 32 |", "| 256 |", "translated (OpenAI to Ollama)", "--workers"):
         assert row in table, table
+
+
+def test_streams_bench_runs_against_every_target():
+    result = subprocess.run([sys.executable, str(ROOT / "bench" / "streams.py"), "--quick"], capture_output=True,
+                            text=True, timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
+    table = result.stdout
+    for api in ("/api/v1/chat, seed pass-through to Ollama (NDJSON)", "/v1/chat/completions, same API"):
+        assert api in table, table
+    assert "bare Python relay adds to it" in table, table
+    assert table.count("| **median** |") == 2, table
+    assert "saved to" not in table  # a quick run does not replace the last real results

@@ -113,7 +113,7 @@ class Response:
                     raise self._error
                 raise ConnectionLost(str(self._error) or "the upstream closed the connection mid-answer")
             else:
-                self._waiter = asyncio.get_running_loop().create_future()
+                self._waiter = self._connection.loop.create_future()
                 await self._waiter
                 self._waiter = None
 
@@ -164,8 +164,10 @@ class Response:
 class Connection(asyncio.Protocol):
     """One keep-alive connection; one request at a time."""
 
-    def __init__(self, pool: "Pool"):
+    def __init__(self, pool: "Pool", loop: asyncio.AbstractEventLoop):
         self.pool = pool
+        # Kept rather than asked for: on Python 3.11 every asyncio.get_running_loop() is a getpid() system call.
+        self.loop = loop
         self.transport: asyncio.Transport | None = None
         self.parser = httptools.HttpResponseParser(self)
         self.response: Response | None = None
@@ -228,7 +230,7 @@ class Connection(asyncio.Protocol):
     def send(self, head: bytes, body: bytes | None) -> asyncio.Future:
         self.received = False
         self.response = Response(self)
-        self.headers_ready = asyncio.get_running_loop().create_future()
+        self.headers_ready = self.loop.create_future()
         self.transport.write(head + body if body else head)
         return self.headers_ready
 
@@ -303,7 +305,7 @@ class Pool:
         try:
             async with asyncio.timeout(connect_timeout):
                 _, connection = await loop.create_connection(
-                    lambda: Connection(self), self.host, self.port, ssl=self.ssl,
+                    lambda: Connection(self, loop), self.host, self.port, ssl=self.ssl,
                     server_hostname=self.host if self.ssl else None)
         except TimeoutError:
             raise ConnectTimeout() from None
