@@ -134,7 +134,7 @@ class Exchange:
         Only if the request lasts (see DisconnectWatch), and through the server's DISCONNECT_EXTENSION: the
         node's server protocol calls back when the client leaves mid-answer.
         """
-        self.handler = asyncio.current_task()
+        self.handler = self.watch.current_task()
         self.watch.add(self)
 
     def listen_for_disconnect(self) -> None:
@@ -198,6 +198,16 @@ class DisconnectWatch:
     def __init__(self):
         self.exchanges: set[Exchange] = set()
         self._sweeper: asyncio.Task | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def current_task(self) -> asyncio.Task | None:
+        """The task running now. Asked of the loop the watch last saw: on Python 3.11, finding the running loop
+        costs a getpid() system call. No task there means another loop runs now (an app served again)."""
+        task = asyncio.current_task(self._loop) if self._loop is not None else None
+        if task is None:
+            self._loop = asyncio.get_running_loop()
+            task = asyncio.current_task(self._loop)
+        return task
 
     def add(self, ex: Exchange) -> None:
         self.exchanges.add(ex)
