@@ -236,9 +236,14 @@ def main() -> None:
 
 
 def save_result(name: str, table: str) -> Path:
-    """Keep a run's table as bench/results/<date>-<name>.md."""
+    """Keep a run's table as bench/results/<date>-<name>.md (<date>-<name>-2.md, ... for a day's later runs)."""
     RESULTS.mkdir(exist_ok=True)
-    path = RESULTS / f"{date.today().isoformat()}-{name}.md"
+    stem = f"{date.today().isoformat()}-{name}"
+    path = RESULTS / f"{stem}.md"
+    run = 1
+    while path.exists():
+        run += 1
+        path = RESULTS / f"{stem}-{run}.md"
     path.write_text(table)
     print(f"saved to {path.relative_to(ROOT)}")
     return path

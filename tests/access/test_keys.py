@@ -96,6 +96,10 @@ def test_a_model_the_key_may_not_use_is_403(keyed_node):
     assert "may not use the model 'gpt-4o-mini'" in refused.value.message
     with pytest.raises(anthropic.PermissionDeniedError):
         ask_anthropic(keyed_node, key)
+    # A second, differently cased "model" (which Ollama's decoder would obey) is refused, not slipped past.
+    smuggled = httpx.post(keyed_node.url + "/api/v1/chat", headers={"Authorization": f"Bearer {key}"},
+                          content=b'{"model": "llama3", "MODEL": "gpt-4o-mini", "messages": []}')
+    assert smuggled.status_code == 400 and "names its model twice" in smuggled.json()["error"]["message"]
 
 
 def test_an_expired_key_is_refused(keyed_node):

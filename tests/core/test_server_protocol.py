@@ -45,6 +45,13 @@ async def app(scope, receive, send):
         await send({"type": "http.response.start", "status": 200,
                     "headers": [(b"content-length", b"2"), (b"connection", b"close")]})
         await send({"type": "http.response.body", "body": b"ok"})
+    elif path in ("/task", "/task-then-linger"):  # which task answers; the second goes on after its answer
+        body = str(id(asyncio.current_task())).encode()
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-length", str(len(body)).encode())]})
+        await send({"type": "http.response.body", "body": body})
+        if path == "/task-then-linger":
+            await asyncio.sleep(LATE)
     elif path == "/split-header":
         await send({"type": "http.response.start", "status": 200,
                     "headers": [(b"x-note", b"a\r\nset-cookie: stolen=1"), (b"content-length", b"2")]})
@@ -54,11 +61,10 @@ async def app(scope, receive, send):
         await send({"type": "http.response.body", "body": b"ok"})
 
 
-@pytest.fixture(scope="module")
-def server():
+def start_server(timeout_keep_alive: int = 1) -> tuple[uvicorn.Server, threading.Thread, int]:
     port = free_port()
     config = uvicorn.Config(app, host="127.0.0.1", port=port, loop="uvloop", http=HttpServerProtocol,
-                            lifespan="off", log_config=None, timeout_keep_alive=1)
+                            lifespan="off", log_config=None, timeout_keep_alive=timeout_keep_alive)
     instance = uvicorn.Server(config)
     thread = threading.Thread(target=instance.run, daemon=True)
     thread.start()
@@ -66,6 +72,12 @@ def server():
     while not instance.started:
         assert time.monotonic() < deadline, "the test server did not start"
         time.sleep(0.02)
+    return instance, thread, port
+
+
+@pytest.fixture(scope="module")
+def server():
+    instance, thread, port = start_server()
     yield port
     instance.should_exit = True
     thread.join(10)
@@ -147,3 +159,42 @@ def test_a_connection_closed_after_a_complete_answer_is_not_a_client_leaving(ser
     assert answer.endswith(b"\r\n\r\nok")
     time.sleep(0.2)
     assert CALLBACKS == []
+
+
+def ask(sock: socket.socket, path: str) -> bytes:
+    """One more request on a kept-alive connection; the body of its answer."""
+    sock.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+    head = read_until(sock, b"\r\n\r\n")
+    head, _, body = head.partition(b"\r\n\r\n")
+    length = int(head.lower().split(b"content-length: ")[1].split(b"\r\n")[0])
+    while len(body) < length:
+        body += sock.recv(65536)
+    return body
+
+
+def test_a_kept_alive_connections_requests_take_turns_on_one_task(server):
+    with socket.create_connection(("127.0.0.1", server), timeout=5) as sock:
+        first, second, third = ask(sock, "/task"), ask(sock, "/task"), ask(sock, "/task")
+    assert first == second == third
+
+
+def test_a_request_is_not_held_up_by_the_previous_ones_work_after_its_answer(server):
+    with socket.create_connection(("127.0.0.1", server), timeout=5) as sock:
+        lingering = ask(sock, "/task-then-linger")  # its app goes on for LATE seconds after answering
+        started = time.monotonic()
+        assert ask(sock, "/task") != lingering  # answered at once, by a task of its own
+        assert time.monotonic() - started < LATE / 2
+        time.sleep(LATE)
+        assert ask(sock, "/") == b"ok"  # and the connection goes on, whichever task is free
+
+
+def test_shutdown_is_prompt_with_an_idle_kept_alive_connection():
+    instance, thread, port = start_server(timeout_keep_alive=30)
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+        ask(sock, "/")  # the connection's task now waits for a next request that never comes
+        instance.should_exit = True
+        stopping = time.monotonic()
+        thread.join(10)
+        assert not thread.is_alive(), "the server waited for the idle connection's task"
+        assert time.monotonic() - stopping < 3
+        assert sock.recv(65536) == b""  # the server closed the idle connection

@@ -37,6 +37,8 @@ def assert_error(response, status: int, error_type: str, *words: str):
     (b'{"model": ""}', ['"model"']),
     (b'{"model": "llama3", "x": "\xff\xfe"}', ["not valid JSON"]),  # invalid UTF-8
     (b"", ["not valid JSON"]),
+    # Ollama's Go decoder would take the second, case-insensitively: the node must not check one, send another
+    (b'{"model": "llama3", "Model": "other"}', ['"model" and "Model"']),
 ])
 def test_bad_bodies_get_400(node, ollama, body, words):
     assert_error(post(node, body), 400, "invalid_request_error", *words)

@@ -50,6 +50,9 @@ class StaleConnection(ConnectionError):
 class Response:
     """An upstream's answer: status and headers at once, the body as it arrives."""
 
+    __slots__ = ("_connection", "status", "raw_headers", "_headers", "content_length", "_chunks", "_buffered",
+                 "_complete", "_error", "_waiter", "_released", "last_activity")
+
     def __init__(self, connection: "Connection"):
         self._connection = connection
         self.status = 0
@@ -95,27 +98,37 @@ class Response:
 
     # -- read by the node --
 
-    async def iter_chunks(self):
+    def take(self) -> bytes | None:
+        """Everything of the body that has arrived and not been read, as one piece (one write downstream, not
+        one per chunk); None if nothing has. Without a coroutine: the relay's loop asks this first."""
+        chunks = self._chunks
+        if not chunks:
+            return None
+        data = chunks.popleft() if len(chunks) == 1 else b"".join(chunks)
+        chunks.clear()
+        self._buffered = 0
+        self._connection.resume()
+        return data
+
+    async def next_chunk(self) -> bytes | None:
+        """The next piece of the body, waiting for it to arrive; None once the body is complete."""
         while True:
             if self._chunks:
-                # Everything that has arrived goes on as one piece: one write downstream, not one per chunk.
-                chunks = self._chunks
-                data = chunks.popleft() if len(chunks) == 1 else b"".join(chunks)
-                chunks.clear()
-                self._buffered = 0
-                self._connection.resume()
-                yield data
-            elif self._complete:
+                return self.take()
+            if self._complete:
                 self.release()
-                return
-            elif self._error is not None:
+                return None
+            if self._error is not None:
                 if isinstance(self._error, TimeoutError):
                     raise self._error
                 raise ConnectionLost(str(self._error) or "the upstream closed the connection mid-answer")
-            else:
-                self._waiter = self._connection.loop.create_future()
-                await self._waiter
-                self._waiter = None
+            self._waiter = self._connection.loop.create_future()
+            await self._waiter
+            self._waiter = None
+
+    async def iter_chunks(self):
+        while (chunk := await self.next_chunk()) is not None:
+            yield chunk
 
     async def read(self, limit: int | None = None) -> bytes:
         """The whole body (or its first `limit` bytes, dropping the connection if more was coming)."""

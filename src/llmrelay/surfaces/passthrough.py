@@ -121,6 +121,13 @@ def model_of(request: dict) -> str:
     model = request.get("model")
     if not isinstance(model, str) or not model:
         raise BadRequest("the request body needs a \"model\" field naming the model, for example \"llama3\"")
+    if len(request) > 1:
+        for key in request:
+            # Go's JSON decoding (Ollama's) matches field names case-insensitively, the last one winning: a
+            # body with "model" and "Model" would be checked for one model and answered by the other.
+            if len(key) == 5 and key != "model" and key.lower() == "model":
+                raise BadRequest(f"the request body names its model twice (\"model\" and \"{key}\"); send only "
+                                 "\"model\"")
     return model
 
 
@@ -146,7 +153,10 @@ async def relay(ex: Exchange, upstream: Upstream, response: Response, error_reco
     last = b"\n"
     ended = False
     try:
-        async for chunk in response.iter_chunks():
+        while True:
+            chunk = response.take()  # usually here already: a stream's first chunk comes with the head
+            if chunk is None and (chunk := await response.next_chunk()) is None:
+                break
             tokens.chunk(chunk)
             last = chunk
             ended = response.ended  # then the last chunk and the end of the answer go out together
