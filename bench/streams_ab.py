@@ -5,7 +5,7 @@ drift between rounds is too large (the same code moves by ±50 µs). Here both v
 one mock, and the streams go direct, A, B, direct, A, B, ... so that each sample of A has a sample of B taken
 a tenth of a second later; the median of the paired differences B - A is the answer.
 
-    python bench/streams_ab.py --b path/to/other/checkout/src [--a path/to/src] [--requests 300]
+    python bench/streams_ab.py --b path/to/other/checkout/src [--a path/to/src] [--requests 300] [--api openai]
 
 Everything is colder than in streams.py (each process idles while the others answer), so the added times
 printed are higher than there; the difference is what counts. An A/A run (the same source twice) shows the
@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "bench"))
 
 from run import free_port, wait_until_up  # noqa: E402
-from streams import BODY, timed_stream  # noqa: E402
+from streams import APIS, timed_stream  # noqa: E402
 
 WARM_UP = 20
 
@@ -38,10 +38,14 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=300, help="streams per target")
     parser.add_argument("--chunks", type=int, default=20)
     parser.add_argument("--interval-ms", type=float, default=5)
+    parser.add_argument("--api", choices=("ollama", "openai"), default="ollama",
+                        help="ollama: /api/v1/chat (NDJSON); openai: /v1/chat/completions (SSE)  [default: ollama]")
     options = parser.parse_args()
+    name, mock_path, body, node_path = APIS[0 if options.api == "ollama" else 1]
     mock_port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("LLMRELAY_", "OPENAI_", "ANTHROPIC_"))}
-    env.update(LLM_CHAT_URL=f"http://127.0.0.1:{mock_port}", LLMRELAY_EMBEDDED="false")
+    env.update(LLM_CHAT_URL=f"http://127.0.0.1:{mock_port}", LLMRELAY_EMBEDDED="false", OPENAI_API_KEY="sk-bench",
+               OPENAI_BASE_URL=f"http://127.0.0.1:{mock_port}/v1")  # gpt-* models go to the mock's OpenAI API
     processes = [subprocess.Popen([sys.executable, str(ROOT / "bench" / "mock_upstream.py"), "--port", str(mock_port),
                                    "--chunks", str(options.chunks), "--interval-ms", str(options.interval_ms)])]
     ports = [mock_port]
@@ -57,7 +61,7 @@ def main() -> None:
                                                   env=node_env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
             for port in ports:
                 wait_until_up(f"http://127.0.0.1:{port}/" + ("health" if port != mock_port else ""))
-            firsts = interleaved(ports, ("/api/chat", "/api/v1/chat", "/api/v1/chat"), options.requests)
+            firsts = interleaved(ports, (mock_path, node_path, node_path), body, options.requests)
         finally:
             for process in processes:
                 process.send_signal(signal.SIGTERM)
@@ -66,14 +70,14 @@ def main() -> None:
     added_a = statistics.median(x - d for x, d in zip(a, direct))
     added_b = statistics.median(x - d for x, d in zip(b, direct))
     change = statistics.median(y - x for x, y in zip(a, b))
-    print(f"{options.requests} streams each, /api/v1/chat, {options.chunks} chunks {options.interval_ms:g} ms apart")
+    print(f"{options.requests} streams each, {name}, {options.chunks} chunks {options.interval_ms:g} ms apart")
     print(f"direct time to first chunk: {statistics.median(direct) * 1e6:.0f} µs")
     print(f"A ({options.a or 'installed'}) adds {added_a * 1e6:.0f} µs; B ({options.b or 'installed'}) adds "
           f"{added_b * 1e6:.0f} µs (medians of paired differences)")
     print(f"B - A, median of paired differences: {change * 1e6:+.0f} µs")
 
 
-def interleaved(ports: list[int], paths: tuple[str, ...], requests: int) -> list[list[float]]:
+def interleaved(ports: list[int], paths: tuple[str, ...], body: bytes, requests: int) -> list[list[float]]:
     """Time to first chunk of each stream, per target, the targets taking turns one stream at a time."""
     sockets = [socket.create_connection(("127.0.0.1", port)) for port in ports]
     firsts: list[list[float]] = [[] for _ in ports]
@@ -82,7 +86,7 @@ def interleaved(ports: list[int], paths: tuple[str, ...], requests: int) -> list
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         for number in range(WARM_UP + requests):
             for sock, path, samples in zip(sockets, paths, firsts):
-                first = timed_stream(sock, path, BODY)[0]
+                first = timed_stream(sock, path, body)[0]
                 if number >= WARM_UP:
                     samples.append(first)
     finally:
