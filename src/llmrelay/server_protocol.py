@@ -7,6 +7,7 @@ timer and regular expressions per request, and a separate write for the head and
 - the response head waits for the first body bytes and goes out in the same write, so a small answer is one
   write and one packet, and a stream's first chunk travels with its head (held at most HEAD_HOLD_SECONDS);
 - keep-alive, header and slow-client deadlines are checked by one sweeper per process, not a timer per request;
+- a kept-alive connection's requests take turns on one task rather than a new task each;
 - request headers must arrive within `header_timeout` seconds and `max_header_bytes` bytes (431 beyond), so a
   client cannot hold a connection with slow or endless headers.
 
@@ -224,7 +225,8 @@ class HttpServerProtocol(asyncio.Protocol):
         """Run `cycle`, then the connection's next requests as they come while this task is free for them: a
         keep-alive connection's requests take turns on one task instead of a new task each (creating a task
         costs more than handing a request to a waiting one, measured on first chunks). A request that comes
-        while the task still finishes the previous one (recording it) gets a task of its own."""
+        while the task still finishes the previous one (recording it) gets a task of its own. Requests that
+        share a task share its context variables: the node's app sets none."""
         while cycle is not None:
             await cycle.run(self.app)
             if self.closed or self.free_task is not None:
