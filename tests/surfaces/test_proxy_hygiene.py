@@ -2,6 +2,7 @@
 upstream connections are reused."""
 
 import json
+import socket
 
 import httpx
 
@@ -30,6 +31,17 @@ def test_hop_by_hop_and_client_secrets_do_not_go_upstream(node, ollama):
     assert sent["x-custom"] == "kept"
     assert sent["user-agent"] == "my-app/1.0"
     assert sent["content-type"] == "application/json"
+
+
+def test_a_client_without_a_user_agent_is_relayed_as_the_node(node, ollama):
+    request = (b"POST /api/v1/chat HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: "
+               + str(len(BODY)).encode() + b"\r\n\r\n" + BODY)  # httpx would add its own user agent
+    with socket.create_connection(("127.0.0.1", node.port), timeout=10) as sock:
+        sock.sendall(request)
+        assert sock.recv(65536).startswith(b"HTTP/1.1 200 ")
+    sent = {name.lower(): value for name, value in ollama.last().headers.items()}
+    assert sent["user-agent"] == "llmrelay"
+    assert sent["content-type"] == "application/json" and sent["accept-encoding"] == "identity"
 
 
 def test_client_authorization_is_replaced_by_the_provider_key(node, openai_upstream):

@@ -18,7 +18,7 @@ from llmrelay.sockets import no_delay
 
 IDLE_SECONDS = 30.0  # pooled connections idle longer are closed rather than reused
 _PAUSE_AT = 1024 * 1024  # buffered, unread body bytes that pause reading from the upstream
-_USER_AGENT_LINE = b"user-agent: llmrelay"
+USER_AGENT_LINE = b"user-agent: llmrelay"
 _SET_HERE = frozenset({b"host", b"content-length", b"transfer-encoding", b"connection"})  # never from callers
 _SET_HERE_OR_AGENT = _SET_HERE | {b"user-agent"}  # one lookup per header; user-agent only noted
 
@@ -366,7 +366,7 @@ class Client:
         target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
         return pool, target.encode()
 
-    async def request(self, method: str, url: str, headers: dict, body: bytes | None,
+    async def request(self, method: str, url: str, headers: dict | list[bytes], body: bytes | None,
                       connect_timeout: float, first_byte_timeout: float, idle_timeout: float = 3600.0,
                       total_timeout: float = 86400.0) -> Response:
         pool, target = self.pool(url)
@@ -424,9 +424,16 @@ class Client:
         self.targets.clear()
 
 
-def _request_head(method: bytes, target: bytes, host_line: bytes, headers: dict, body: bytes | None) -> bytes:
-    """The request line and headers; `headers` maps names to values, both str or both bytes."""
+def _request_head(method: bytes, target: bytes, host_line: bytes, headers: dict | list[bytes],
+                  body: bytes | None) -> bytes:
+    """The request line and headers. `headers` maps names to values, both str or both bytes, or is a list of
+    header lines ready to send (b"name: value", a user agent included, none of the headers set here)."""
     lines = [method + b" " + target + b" HTTP/1.1", host_line]
+    if headers.__class__ is list:
+        lines += headers
+        if body is not None:
+            lines.append(b"content-length: %d" % len(body))
+        return b"\r\n".join(lines) + b"\r\n\r\n"
     has_agent = False
     for name, value in headers.items():
         if name.__class__ is str:
@@ -438,7 +445,7 @@ def _request_head(method: bytes, target: bytes, host_line: bytes, headers: dict,
             has_agent = True
         lines.append(name + b": " + value)
     if not has_agent:
-        lines.append(_USER_AGENT_LINE)
+        lines.append(USER_AGENT_LINE)
     if body is not None:
         lines.append(b"content-length: %d" % len(body))
     return b"\r\n".join(lines) + b"\r\n\r\n"

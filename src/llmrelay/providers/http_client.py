@@ -29,14 +29,14 @@ class UpstreamClient:
     async def close(self) -> None:
         self._client.close()
 
-    async def post(self, upstream: Upstream, body: bytes, headers: dict,
+    async def post(self, upstream: Upstream, body: bytes, headers: dict | list[bytes],
                    url: str | None = None) -> Response:
         """Send the request (to the chat URL unless told otherwise) and return once the upstream's status and
         headers have arrived."""
         return await self.request("POST", upstream, url or upstream.chat_url, body, headers)
 
     async def request(self, method: str, upstream: Upstream, url: str, body: bytes | None,
-                      headers: dict) -> Response:
+                      headers: dict | list[bytes]) -> Response:
         connect_timeout = upstream.connect_timeout or self.connect_timeout
         first_byte_timeout = upstream.first_byte_timeout or self.first_byte_timeout
         try:

@@ -21,7 +21,7 @@ from llmrelay.routing.passthrough import PassthroughRoutes
 from llmrelay.routing.retry import Retrier
 from llmrelay.surfaces.proxy_headers import (
     client_response_headers,
-    upstream_request_headers,
+    upstream_request_lines,
 )
 from llmrelay.usage.tokens import TokenTap
 
@@ -83,7 +83,7 @@ async def open_upstream(ex: Exchange, client: UpstreamClient, upstream: Upstream
                         final: bool) -> Response:
     """The upstream's response to the client's body. Unless this is the last attempt, an answer worth
     retrying (429, 5xx) is turned into a retryable error instead of being relayed."""
-    headers = upstream_request_headers(ex.scope["headers"], upstream, ex.request_id)
+    headers = upstream_request_lines(ex.scope["headers"], upstream, ex.request_id)
     response = await client.post(upstream, body, headers, url)
     if response.status in RETRY_STATUSES and not final:
         try:

@@ -1,5 +1,6 @@
 """Which headers cross the node, in each direction, when it relays a request as it is."""
 
+from llmrelay.providers.http1 import USER_AGENT_LINE
 from llmrelay.providers.upstream import Upstream
 
 # RFC 9110 section 7.6.1: meaningful for one connection only.
@@ -24,43 +25,56 @@ def _listed(connection: bytes) -> frozenset[bytes]:
     return frozenset(token.strip().lower() for token in connection.split(b","))
 
 
-def upstream_request_headers(client_headers, upstream: Upstream, request_id: str) -> dict[bytes, bytes]:
-    """Client headers minus hop-by-hop and secrets, plus the upstream's credentials (as bytes, the way they
-    arrived and will leave). Names arrive lower-cased (the server protocol does it)."""
-    headers: dict[bytes, bytes] = {}
+def upstream_request_lines(client_headers, upstream: Upstream, request_id: str) -> list[bytes]:
+    """The upstream request's header lines (b"name: value", as the HTTP client sends a list): client headers
+    minus hop-by-hop ones and secrets, the upstream's defaults where the client sent none, its credentials, and
+    a user agent. One pass, straight to the lines: a dict in between cost ~10 µs of a cold first chunk. Names
+    arrive lower-cased (the server protocol does it); a name the client repeats is relayed each time."""
+    defaults, auth_names, auth_lines = _upstream_lines(upstream)
+    lines = []
+    names = []  # of the relayed lines, in step
     connection = None
     for key, value in client_headers:
         if key in _NOT_UPSTREAM:
             if key == b"connection":
                 connection = value
-        elif not key.startswith(b"x-llmrelay-"):
-            headers[key] = value
+        elif not key.startswith(b"x-llmrelay-") and key not in auth_names:
+            lines.append(key + b": " + value)
+            names.append(key)
     if connection is not None:
-        for name in _listed(connection):
-            headers.pop(name, None)
-    defaults, auth = _encoded(upstream)
-    for key, value in defaults:
-        headers.setdefault(key, value)
-    headers.update(auth)
-    headers[b"accept-encoding"] = b"identity"
-    headers[b"x-request-id"] = request_id.encode()
-    return headers
+        listed = _listed(connection)
+        kept = [index for index, name in enumerate(names) if name not in listed]
+        lines, names = [lines[index] for index in kept], [names[index] for index in kept]
+    for name, line in defaults:
+        if name not in names:
+            lines.append(line)
+    lines.extend(auth_lines)
+    if b"user-agent" not in names:
+        lines.append(USER_AGENT_LINE)
+    lines.append(b"accept-encoding: identity")
+    lines.append(b"x-request-id: " + request_id.encode())
+    return lines
 
 
-_ENCODED: dict[int, tuple] = {}  # id(upstream) -> (upstream, defaults, auth); hashing the dataclass costs more
+_LINES: dict[int, tuple] = {}  # id(upstream) -> (upstream, lines...); hashing the dataclass costs more
 
 
-def _encoded(upstream: Upstream) -> tuple[tuple, tuple]:
-    """The upstream's default and credential headers as bytes, encoded once."""
-    entry = _ENCODED.get(id(upstream))
+def _upstream_lines(upstream: Upstream) -> tuple[tuple, frozenset, tuple]:
+    """The upstream's default headers as (name, line), its credential headers' names and lines; made once."""
+    entry = _LINES.get(id(upstream))
     if entry is None or entry[0] is not upstream:
-        if len(_ENCODED) > 256:
-            _ENCODED.clear()
-        defaults = ((b"content-type", b"application/json"),) + tuple(
-            (k.encode("latin-1"), v.encode("latin-1")) for k, v in upstream.default_headers)
-        auth = tuple((k.encode("latin-1"), v.encode("latin-1")) for k, v in upstream.auth_headers)
-        entry = _ENCODED[id(upstream)] = (upstream, defaults, auth)
-    return entry[1], entry[2]
+        if len(_LINES) > 256:
+            _LINES.clear()
+        defaults = (("content-type", "application/json"), *upstream.default_headers)
+        entry = _LINES[id(upstream)] = (
+            upstream, tuple((k.lower().encode("latin-1"), _line(k, v)) for k, v in defaults),
+            frozenset(k.lower().encode("latin-1") for k, _ in upstream.auth_headers),
+            tuple(_line(k, v) for k, v in upstream.auth_headers))
+    return entry[1], entry[2], entry[3]
+
+
+def _line(name: str, value: str) -> bytes:
+    return f"{name.lower()}: {value}".encode("latin-1")
 
 
 def client_response_headers(upstream_raw_headers) -> list[tuple[bytes, bytes]]:
