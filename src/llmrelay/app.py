@@ -135,12 +135,13 @@ class RelayApp:
         }
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http":
-            await self.handle(Exchange(scope, receive, send, self.disconnects))
-        elif scope["type"] == "lifespan":
-            await self.lifespan(receive, send)
-
-    async def handle(self, ex: Exchange) -> None:
+        """One request: dispatched, its errors answered in the client's API shape, recorded. (In this method
+        rather than one it calls: a coroutine fewer on the way of every request.)"""
+        if scope["type"] != "http":
+            if scope["type"] == "lifespan":
+                await self.lifespan(receive, send)
+            return
+        ex = Exchange(scope, receive, send, self.disconnects)
         try:
             await self.dispatch(ex)
         except RelayError as error:

@@ -7,6 +7,7 @@ message that names the upstream (never its credentials) and the setting that gov
 import asyncio
 import socket
 import time
+from collections.abc import Awaitable
 
 from llmrelay.core.errors import UpstreamTimeout, UpstreamUnavailable
 from llmrelay.providers.http1 import Client, ConnectionLost, ConnectTimeout, Response
@@ -29,11 +30,12 @@ class UpstreamClient:
     async def close(self) -> None:
         self._client.close()
 
-    async def post(self, upstream: Upstream, body: bytes, headers: dict | list[bytes],
-                   url: str | None = None) -> Response:
-        """Send the request (to the chat URL unless told otherwise) and return once the upstream's status and
-        headers have arrived."""
-        return await self.request("POST", upstream, url or upstream.chat_url, body, headers)
+    def post(self, upstream: Upstream, body: bytes, headers: dict | list[bytes],
+             url: str | None = None) -> Awaitable[Response]:
+        """Send the request (to the chat URL unless told otherwise); the awaitable returns once the upstream's
+        status and headers have arrived. A plain function handing back `request`'s coroutine: one coroutine
+        fewer on the way of every proxied request."""
+        return self.request("POST", upstream, url or upstream.chat_url, body, headers)
 
     async def request(self, method: str, upstream: Upstream, url: str, body: bytes | None,
                       headers: dict | list[bytes]) -> Response:

@@ -101,8 +101,8 @@ class Balancer:
         now = time.monotonic()
         if len(route.deployments) == 1:  # the common case, without the lists below
             deployment = route.deployments[0]
-            health = self._health(deployment)
-            if not health.cooling(now):
+            health = self.health.get(deployment.key) or self._health(deployment)
+            if now >= health.cooldown_until:  # not cooling down (Health.cooling, without the call)
                 return deployment, health
         healths = [self._health(d) for d in route.deployments]
         by_key = {d.key: d for d in route.deployments}
