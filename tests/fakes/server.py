@@ -27,6 +27,7 @@ class Recorded:
     body: bytes
     peer_port: int
     at: float = field(default_factory=time.monotonic)
+    names: list[str] = field(default_factory=list)  # every header name as sent, lower-cased, repeats included
 
 
 class FakeServer:
@@ -92,7 +93,7 @@ class FakeServer:
         body = await request.read()
         peer = request.transport.get_extra_info("peername") if request.transport else None
         self.requests.append(Recorded(request.method, request.path, dict(request.headers), body,
-                                      peer[1] if peer else 0))
+                                      peer[1] if peer else 0, names=[name.lower() for name in request.headers]))
         try:
             return await handler(request)
         except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:

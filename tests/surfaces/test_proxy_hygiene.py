@@ -6,6 +6,9 @@ import socket
 
 import httpx
 
+from tests.conftest import OPENAI_KEY
+from tests.support.node import Node
+
 BODY = json.dumps({"model": "llama3", "messages": [{"role": "user", "content": "hi"}], "stream": False}).encode()
 
 
@@ -89,3 +92,30 @@ def test_upstream_response_headers_are_relayed_except_cookies_and_ids(node, open
     assert response.headers["x-upstream-request-id"] == "req_fake123"
     assert "set-cookie" not in response.headers
     assert int(response.headers["content-length"]) == len(response.content)
+
+
+def test_configured_headers_fill_in_but_never_frame_or_double(tmp_path, openai_upstream):
+    (tmp_path / "llmrelay.yaml").write_text(f"""
+models:
+  - name: team-gpt
+    deployments:
+      - provider: openai
+        base_url: {openai_upstream.url}/v1
+        model: gpt-4o
+        api_key_env: TEAM_OPENAI_KEY
+        headers: {{User-Agent: team-proxy/2, X-Org: acme, Host: elsewhere.example, Content-Length: "1"}}
+""")
+    body = json.dumps({"model": "team-gpt", "messages": [{"role": "user", "content": "hi"}]}).encode()
+    request = (b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nX-Org: mine\r\n"
+               b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
+    with Node({"LLMRELAY_EMBEDDED": "false", "TEAM_OPENAI_KEY": OPENAI_KEY}, cwd=tmp_path) as node:
+        with socket.create_connection(("127.0.0.1", node.port), timeout=10) as sock:
+            sock.sendall(request)
+            assert sock.recv(65536).startswith(b"HTTP/1.1 200 ")
+    seen = openai_upstream.last()
+    sent = {name.lower(): value for name, value in seen.headers.items()}
+    assert sent["user-agent"] == "team-proxy/2"  # the configured agent, not the node's beside it
+    assert sorted(seen.names) == sorted(set(seen.names)), seen.names  # no header twice
+    assert sent["x-org"] == "mine"  # the client's own value wins over a configured default
+    assert sent["host"] == openai_upstream.url.removeprefix("http://")
+    assert int(sent["content-length"]) == len(seen.body)

@@ -19,8 +19,8 @@ from llmrelay.sockets import no_delay
 IDLE_SECONDS = 30.0  # pooled connections idle longer are closed rather than reused
 _PAUSE_AT = 1024 * 1024  # buffered, unread body bytes that pause reading from the upstream
 USER_AGENT_LINE = b"user-agent: llmrelay"
-_SET_HERE = frozenset({b"host", b"content-length", b"transfer-encoding", b"connection"})  # never from callers
-_SET_HERE_OR_AGENT = _SET_HERE | {b"user-agent"}  # one lookup per header; user-agent only noted
+SET_HERE = frozenset({b"host", b"content-length", b"transfer-encoding", b"connection"})  # never from callers
+_SET_HERE_OR_AGENT = SET_HERE | {b"user-agent"}  # one lookup per header; user-agent only noted
 
 
 class ConnectTimeout(TimeoutError):

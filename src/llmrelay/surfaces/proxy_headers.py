@@ -1,6 +1,6 @@
 """Which headers cross the node, in each direction, when it relays a request as it is."""
 
-from llmrelay.providers.http1 import USER_AGENT_LINE
+from llmrelay.providers.http1 import SET_HERE, USER_AGENT_LINE
 from llmrelay.providers.upstream import Upstream
 
 # RFC 9110 section 7.6.1: meaningful for one connection only.
@@ -48,6 +48,7 @@ def upstream_request_lines(client_headers, upstream: Upstream, request_id: str) 
     for name, line in defaults:
         if name not in names:
             lines.append(line)
+            names.append(name)  # a configured user agent stands for the node's
     lines.extend(auth_lines)
     if b"user-agent" not in names:
         lines.append(USER_AGENT_LINE)
@@ -65,11 +66,13 @@ def _upstream_lines(upstream: Upstream) -> tuple[tuple, frozenset, tuple]:
     if entry is None or entry[0] is not upstream:
         if len(_LINES) > 256:
             _LINES.clear()
-        defaults = (("content-type", "application/json"), *upstream.default_headers)
+        # Framing headers are the HTTP client's alone, whatever a config file says.
+        defaults = [(k, v) for k, v in (("content-type", "application/json"), *upstream.default_headers)
+                    if k.lower().encode("latin-1") not in SET_HERE]
+        auth = [(k, v) for k, v in upstream.auth_headers if k.lower().encode("latin-1") not in SET_HERE]
         entry = _LINES[id(upstream)] = (
             upstream, tuple((k.lower().encode("latin-1"), _line(k, v)) for k, v in defaults),
-            frozenset(k.lower().encode("latin-1") for k, _ in upstream.auth_headers),
-            tuple(_line(k, v) for k, v in upstream.auth_headers))
+            frozenset(k.lower().encode("latin-1") for k, _ in auth), tuple(_line(k, v) for k, v in auth))
     return entry[1], entry[2], entry[3]
 
 
