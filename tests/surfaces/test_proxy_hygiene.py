@@ -103,7 +103,8 @@ models:
         base_url: {openai_upstream.url}/v1
         model: gpt-4o
         api_key_env: TEAM_OPENAI_KEY
-        headers: {{User-Agent: team-proxy/2, X-Org: acme, Host: elsewhere.example, Content-Length: "1"}}
+        headers: {{User-Agent: team-proxy/2, X-Org: acme, Host: elsewhere.example, Content-Length: "1",
+                   Authorization: Bearer not-the-key}}
 """)
     body = json.dumps({"model": "team-gpt", "messages": [{"role": "user", "content": "hi"}]}).encode()
     request = (b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nX-Org: mine\r\n"
@@ -119,3 +120,4 @@ models:
     assert sent["x-org"] == "mine"  # the client's own value wins over a configured default
     assert sent["host"] == openai_upstream.url.removeprefix("http://")
     assert int(sent["content-length"]) == len(seen.body)
+    assert sent["authorization"] == f"Bearer {OPENAI_KEY}"  # the credential, not a configured header of its name

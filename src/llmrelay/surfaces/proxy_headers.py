@@ -66,14 +66,19 @@ def _upstream_lines(upstream: Upstream) -> tuple[tuple, frozenset, tuple]:
     if entry is None or entry[0] is not upstream:
         if len(_LINES) > 256:
             _LINES.clear()
-        # Framing headers are the HTTP client's alone, whatever a config file says.
+        # Framing headers are the HTTP client's alone, whatever a config file says; credentials replace a
+        # default of the same name.
+        auth = [(k, v) for k, v in upstream.auth_headers if _name(k) not in SET_HERE]
+        auth_names = frozenset(_name(k) for k, _ in auth)
         defaults = [(k, v) for k, v in (("content-type", "application/json"), *upstream.default_headers)
-                    if k.lower().encode("latin-1") not in SET_HERE]
-        auth = [(k, v) for k, v in upstream.auth_headers if k.lower().encode("latin-1") not in SET_HERE]
-        entry = _LINES[id(upstream)] = (
-            upstream, tuple((k.lower().encode("latin-1"), _line(k, v)) for k, v in defaults),
-            frozenset(k.lower().encode("latin-1") for k, _ in auth), tuple(_line(k, v) for k, v in auth))
+                    if _name(k) not in SET_HERE and _name(k) not in auth_names]
+        entry = _LINES[id(upstream)] = (upstream, tuple((_name(k), _line(k, v)) for k, v in defaults), auth_names,
+                                        tuple(_line(k, v) for k, v in auth))
     return entry[1], entry[2], entry[3]
+
+
+def _name(name: str) -> bytes:
+    return name.lower().encode("latin-1")
 
 
 def _line(name: str, value: str) -> bytes:
