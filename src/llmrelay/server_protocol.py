@@ -84,7 +84,7 @@ class HttpServerProtocol(asyncio.Protocol):
         self.parsing: Cycle | None = None  # the request whose bytes are arriving
         self.active: Cycle | None = None  # the request being answered
         self.waiting: deque[Cycle] = deque()  # pipelined requests, answered in order
-        self.free_task: asyncio.Future | None = None  # resolved with the next request by the task awaiting it
+        self.next_cycle: asyncio.Future | None = None  # the idle task awaits the next request through it
         self.reading_paused = False
         self.write_paused: asyncio.Future | None = None
         self.closed = False
@@ -132,9 +132,9 @@ class HttpServerProtocol(asyncio.Protocol):
                 cycle.disconnect()
         self.waiting.clear()
         self._resume_writers()
-        free, self.free_task = self.free_task, None
-        if free is not None and not free.done():
-            free.set_result(None)  # no more requests: the task waiting for one ends
+        waiting_for, self.next_cycle = self.next_cycle, None
+        if waiting_for is not None and not waiting_for.done():
+            waiting_for.set_result(None)  # no more requests: the task waiting for one ends
 
     def eof_received(self) -> None:
         pass  # the client may half-close after its request and still read the answer
@@ -211,10 +211,10 @@ class HttpServerProtocol(asyncio.Protocol):
 
     def _start(self, cycle: "Cycle") -> None:
         self.active = cycle
-        free = self.free_task
-        if free is not None and not free.done():
-            self.free_task = None
-            free.set_result(cycle)
+        waiting_for = self.next_cycle
+        if waiting_for is not None and not waiting_for.done():
+            self.next_cycle = None
+            waiting_for.set_result(cycle)
             return
         task = self.loop.create_task(self._serve(cycle))
         tasks = self.server_state.tasks
@@ -229,14 +229,14 @@ class HttpServerProtocol(asyncio.Protocol):
         share a task share its context variables: the node's app sets none."""
         while cycle is not None:
             await cycle.run(self.app)
-            if self.closed or self.free_task is not None:
+            if self.closed or self.next_cycle is not None:
                 return
-            free = self.free_task = self.loop.create_future()
+            waiting_for = self.next_cycle = self.loop.create_future()
             try:
-                cycle = await free
+                cycle = await waiting_for
             finally:
-                if self.free_task is free:
-                    self.free_task = None
+                if self.next_cycle is waiting_for:
+                    self.next_cycle = None
 
     def answered(self, cycle: "Cycle") -> None:
         """`cycle`'s response is complete: close, or go on with the next request on this connection."""

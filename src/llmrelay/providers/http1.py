@@ -431,21 +431,19 @@ def _request_head(method: bytes, target: bytes, host_line: bytes, headers: dict 
     lines = [method + b" " + target + b" HTTP/1.1", host_line]
     if headers.__class__ is list:
         lines += headers
-        if body is not None:
-            lines.append(b"content-length: %d" % len(body))
-        return b"\r\n".join(lines) + b"\r\n\r\n"
-    has_agent = False
-    for name, value in headers.items():
-        if name.__class__ is str:
-            name, value = name.encode("latin-1"), value.encode("latin-1")
-        lowered = name.lower()
-        if lowered in _SET_HERE_OR_AGENT:
-            if lowered != b"user-agent":
-                continue
-            has_agent = True
-        lines.append(name + b": " + value)
-    if not has_agent:
-        lines.append(USER_AGENT_LINE)
+    else:
+        has_agent = False
+        for name, value in headers.items():
+            if name.__class__ is str:
+                name, value = name.encode("latin-1"), value.encode("latin-1")
+            lowered = name.lower()
+            if lowered in _SET_HERE_OR_AGENT:
+                if lowered != b"user-agent":
+                    continue
+                has_agent = True
+            lines.append(name + b": " + value)
+        if not has_agent:
+            lines.append(USER_AGENT_LINE)
     if body is not None:
         lines.append(b"content-length: %d" % len(body))
     return b"\r\n".join(lines) + b"\r\n\r\n"
