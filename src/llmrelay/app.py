@@ -72,7 +72,7 @@ class RelayApp:
         generate = OllamaGenerateSurface(self.gateway, settings.max_body_bytes)
         # The seed's endpoint speaks Ollama's format to the embedded model, which has no HTTP API of its own.
         self.passthrough = PassthroughSurface(self.routes, self.client, self.gateway.retrier, settings.max_body_bytes,
-                                              ollama.handle_body)
+                                              ollama.handle)
         self.disconnects = DisconnectWatch()
         self.background: list[asyncio.Task] = []
         self.admission = Admission("the node", settings.max_in_flight, settings.queue_size, settings.queue_timeout)

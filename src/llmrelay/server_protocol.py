@@ -14,7 +14,8 @@ timer and regular expressions per request, and a separate write for the head and
 It serves plain HTTP/1.1 with keep-alive, pipelining (answered in order), `Expect: 100-continue` and flow
 control both ways; no upgrades (WebSocket, h2c), which the node does not speak. A client that leaves
 mid-answer is reported as ASGI's `http.disconnect` and, to an app that registered one through the scope's
-DISCONNECT_EXTENSION, by a callback (no task per request waiting on `receive`).
+DISCONNECT_EXTENSION, by a callback (no task per request waiting on `receive`). Through the scope's
+DIRECT_SEND_EXTENSION, an app may send its response by plain calls instead of ASGI messages.
 """
 
 import asyncio
@@ -27,7 +28,7 @@ from urllib.parse import unquote
 
 import httptools
 
-from llmrelay.asgi import DISCONNECT_EXTENSION
+from llmrelay.asgi import DIRECT_SEND_EXTENSION, DISCONNECT_EXTENSION
 from llmrelay.sockets import no_delay
 
 log = logging.getLogger("llmrelay")
@@ -397,17 +398,35 @@ class Cycle:
         connection = self.connection
         if connection.write_paused is not None:
             await connection.drain()
-        if self.disconnected:
-            return
         if not self.started:
             if message["type"] != "http.response.start":
                 raise RuntimeError(f"expected http.response.start, got {message['type']}")
-            self._start(message["status"], message.get("headers", ()))
+            self.start_response(message["status"], message.get("headers", ()))
             return
         if self.done or message["type"] != "http.response.body":
             raise RuntimeError(f"unexpected ASGI message {message['type']} after the response")
-        body = message.get("body", b"")
-        more = message.get("more_body", False)
+        self.send_body(message.get("body", b""), message.get("more_body", False))
+
+    # -- DIRECT_SEND_EXTENSION: the same as `send`, without a message dict or a coroutine per call --
+
+    def start_response(self, status: int, headers) -> None:
+        """`http.response.start` (nothing is written yet: the head waits for the first body bytes)."""
+        if self.disconnected:
+            return
+        if self.started:
+            raise RuntimeError("the response has already started")
+        self._start(status, headers)
+
+    def send_body(self, body: bytes, more: bool) -> bool:
+        """`http.response.body`; False, sending nothing, while the client is not reading (the caller then
+        waits through `send`)."""
+        connection = self.connection
+        if connection.write_paused is not None and not connection.closed:
+            return False
+        if self.disconnected:
+            return True
+        if self.done or not self.started:
+            raise RuntimeError("a response body must come after the response's start and before its end")
         if self.scope["method"] == "HEAD":
             body = b""
         if self.chunked:
@@ -429,6 +448,7 @@ class Cycle:
             self.on_disconnect = None
             self.wake()
             connection.answered(self)
+        return True
 
     def _start(self, status: int, headers) -> None:
         self.continue_expected = False
@@ -485,7 +505,7 @@ def _call_on_disconnect(send, callback) -> None:
         cycle.call_on_disconnect(callback)
 
 
-_EXTENSIONS = {DISCONNECT_EXTENSION: _call_on_disconnect}
+_EXTENSIONS = {DISCONNECT_EXTENSION: _call_on_disconnect, DIRECT_SEND_EXTENSION: {}}
 _FRAMING = frozenset({b"content-length", b"transfer-encoding", b"connection"})  # headers the server acts on
 _defaults_of: list | None = None  # uvicorn's default headers (a new list each second: the date changes)
 _default_bytes = b""

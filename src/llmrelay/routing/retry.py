@@ -30,9 +30,15 @@ class Retrier:
         self.retries_total = 0
         self.fallbacks_total = 0
 
-    async def run(self, route: Route, attempt: Attempt, leases: list):
+    def run(self, route: Route, attempt: Attempt, leases: list) -> Awaitable:
         """The first successful attempt's result; its lease is appended to `leases` for the caller to release
-        when the answer is done."""
+        when the answer is done. (A plain function: a model without fallbacks, the usual case, goes straight
+        to its deployments, a coroutine fewer on the way of its requests.)"""
+        if not route.fallbacks and not route.context_window_fallbacks:
+            return self._over_deployments(route, attempt, leases, last_route=True)
+        return self._with_fallbacks(route, attempt, leases)
+
+    async def _with_fallbacks(self, route: Route, attempt: Attempt, leases: list):
         try:
             return await self._over_deployments(route, attempt, leases, last_route=not route.fallbacks)
         except RelayError as error:

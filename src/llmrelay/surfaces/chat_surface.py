@@ -76,10 +76,11 @@ class ChatSurface:
 
     # ---- the shared flow ----
 
-    async def handle(self, ex: Exchange) -> None:
-        await self.handle_body(ex, await ex.read_body(self.max_body_bytes))
-
-    async def handle_body(self, ex: Exchange, body: bytes) -> None:
+    async def handle(self, ex: Exchange, body: bytes | None = None) -> None:
+        """A chat request; `body` when it has been read already (the seed's endpoint hands the embedded
+        model's requests here). One method, not one reading the body and one handling it: a coroutine fewer."""
+        if body is None:
+            body = await ex.read_body(self.max_body_bytes)
         ex.error_body = self.error_body
         request = json_object(body)
         model = model_of(request)
