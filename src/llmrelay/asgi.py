@@ -21,9 +21,10 @@ Send = Callable[[dict], Awaitable[None]]
 JSON = b"application/json"
 # The scope extension through which the server takes a callback for a client that leaves mid-answer.
 DISCONNECT_EXTENSION = "llmrelay.on_disconnect"
-# The scope extension saying that `send` is a bound method of an object that also sends without a message:
-# `start_response(status, headers)` and `send_body(body, more) -> bool` (False: the client is not reading,
-# wait through `send`). A coroutine and a dict fewer per call, and every chunk of a stream is one call.
+# The scope extension saying that `send` is a bound method of an object that also sends and receives without
+# a message: `start_response(status, headers)`, `send_body(body, more) -> bool` (False: the client is not
+# reading, wait through `send`) and `whole_body() -> bytes | None` (None: not all of it is here, or some was
+# taken; use `receive`). A coroutine and a dict fewer per call, and every chunk of a stream is one call.
 DIRECT_SEND_EXTENSION = "llmrelay.direct_send"
 _MAX_REQUEST_ID = 128
 
@@ -107,17 +108,24 @@ class Exchange:
                 raise BadRequest("the Content-Length header is not a number") from None
             if size > limit:
                 raise PayloadTooLarge(_too_large(limit))
-        message = await self.receive()
-        body = message.get("body", b"")
-        if not message.get("more_body"):
-            if len(body) > limit:
-                raise PayloadTooLarge(_too_large(limit))
-            self.body_size = len(body)
-            self.request_body = body
-            return body
-        chunks = [body]
-        size = len(body)
-        while message.get("more_body"):
+        direct = self.direct
+        body = direct.whole_body() if direct is not None else None  # all here already: the usual case
+        if body is None:
+            message = await self.receive()
+            body = message.get("body", b"")
+            if message.get("more_body"):
+                body = await self._rest_of_body(body, limit)
+        if len(body) > limit:
+            raise PayloadTooLarge(_too_large(limit))
+        self.body_size = len(body)
+        self.request_body = body
+        return body
+
+    async def _rest_of_body(self, first: bytes, limit: int) -> bytes:
+        chunks = [first]
+        size = len(first)
+        more = True
+        while more:
             try:
                 async with asyncio.timeout(self.body_timeout):
                     message = await self.receive()
@@ -131,9 +139,8 @@ class Exchange:
             if size > limit:
                 raise PayloadTooLarge(_too_large(limit))
             chunks.append(chunk)
-        self.body_size = size
-        self.request_body = b"".join(chunks)
-        return self.request_body
+            more = message.get("more_body", False)
+        return b"".join(chunks)
 
     def cancel_on_disconnect(self) -> None:
         """From now on, a client that goes away cancels the task handling it (and so its upstream call).

@@ -52,6 +52,11 @@ async def app(scope, receive, send):
         await send({"type": "http.response.body", "body": body})
         if path == "/task-then-linger":
             await asyncio.sleep(LATE)
+    elif path == "/version":
+        body = scope["http_version"].encode()
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-length", str(len(body)).encode())]})
+        await send({"type": "http.response.body", "body": body})
     elif path == "/split-header":
         await send({"type": "http.response.start", "status": 200,
                     "headers": [(b"x-note", b"a\r\nset-cookie: stolen=1"), (b"content-length", b"2")]})
@@ -198,3 +203,31 @@ def test_shutdown_is_prompt_with_an_idle_kept_alive_connection():
         assert not thread.is_alive(), "the server waited for the idle connection's task"
         assert time.monotonic() - stopping < 3
         assert sock.recv(65536) == b""  # the server closed the idle connection
+
+
+@pytest.mark.parametrize("version, connection, kept_alive", [
+    ("1.1", None, True), ("1.1", "keep-alive", True), ("1.1", "close", False), ("1.0", None, False),
+    ("1.0", "keep-alive", False), ("1.0", "close", False), ("2.0", "keep-alive", False)])
+def test_the_scope_names_the_requests_http_version(server, version, connection, kept_alive):
+    extra = f"Connection: {connection}\r\n" if connection else ""
+    with socket.create_connection(("127.0.0.1", server), timeout=5) as sock:
+        sock.sendall(f"GET /version HTTP/{version}\r\nHost: x\r\n{extra}\r\n".encode())
+        answer = read_until(sock, b"\r\n\r\n" + version.encode())
+        assert answer.endswith(b"\r\n\r\n" + version.encode())
+        if kept_alive:
+            assert ask(sock, "/version") == b"1.1"
+        else:
+            assert b"connection: close\r\n" in answer
+            assert sock.recv(65536) == b""
+
+
+def test_an_http_1_0_client_gets_a_stream_without_chunks_ended_by_the_close(server):
+    with socket.create_connection(("127.0.0.1", server), timeout=5) as sock:
+        sock.sendall(b"GET /stream HTTP/1.0\r\nHost: x\r\n\r\n")
+        answer = b""
+        while piece := sock.recv(65536):  # the server closes: that is where the body ends
+            answer += piece
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert b"transfer-encoding" not in head.lower()
+    assert b"connection: close" in head
+    assert body == b"first"
