@@ -3,6 +3,7 @@ and closes them."""
 
 import asyncio
 import logging
+from collections.abc import Awaitable
 
 from llmrelay import __version__
 from llmrelay.access.guard import AccessGuard, model_budgets
@@ -136,14 +137,17 @@ class RelayApp:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """One request: dispatched, its errors answered in the client's API shape, recorded. (In this method
-        rather than one it calls: a coroutine fewer on the way of every request.)"""
+        rather than one it calls, and `dispatch` a plain function: coroutines fewer on every request's way.)"""
         if scope["type"] != "http":
             if scope["type"] == "lifespan":
                 await self.lifespan(receive, send)
             return
         ex = Exchange(scope, receive, send, self.disconnects)
         try:
-            await self.dispatch(ex)
+            try:
+                await self.dispatch(ex)
+            except ForwardTo as target:
+                await self.cluster.forwarder.forward(ex, target.node)
         except RelayError as error:
             if ex.status:  # the answer had started; nothing more can be said on this response
                 log.warning("request %s failed after its answer started: %s", ex.request_id, error.message)
@@ -162,6 +166,8 @@ class RelayApp:
             if not ex.status:
                 await ex.respond_error(RelayError("the node failed on this request; see its log for details"))
         finally:
+            if ex.admitted:
+                self.admission.leave()
             ex.stop_watching()
             for lease in ex.leases:
                 lease.release()
@@ -171,17 +177,17 @@ class RelayApp:
             if ex.prompt_tokens or ex.completion_tokens:
                 await self.guard.settle(ex)
 
-    async def dispatch(self, ex: Exchange) -> None:
+    def dispatch(self, ex: Exchange) -> Awaitable[None]:
+        """The handler's coroutine for this request, once the checks that wait for nothing have passed (they
+        raise the request's error)."""
         path = ex.path
         methods = self.handlers.get(path)
         if methods is None:
             if path.startswith(KEYS_PATH + "/"):
                 self.guard.require_master(ex)
-                await self.admin_key_action(ex)
-                return
+                return self.admin_key_action(ex)
             if path.startswith(STATIC_PATH):
-                await self.web.asset(ex)
-                return
+                return self.web.asset(ex)
             raise NotFound(f"no endpoint at {path}; GET /openapi.json lists the node's endpoints")
         handler = methods.get(ex.method)
         if handler is None:
@@ -194,14 +200,9 @@ class RelayApp:
             else:
                 self.guard.authenticate(ex)
             if not self.admission.try_enter():
-                await self.admission.enter()
-            try:
-                await handler(ex)
-            except ForwardTo as target:
-                await self.cluster.forwarder.forward(ex, target.node)
-            finally:
-                self.admission.leave()
-            return
+                return self._after_queueing(ex, handler)
+            ex.admitted = True  # left when the request is done (__call__)
+            return handler(ex)
         if path.startswith("/admin/"):
             # An open node's dashboard may read its own state; changing keys always takes the master key.
             if self.keys.required or path == KEYS_PATH:
@@ -211,6 +212,12 @@ class RelayApp:
                 self.guard.require_master(ex)
         elif path not in PUBLIC_PATHS:
             self.guard.authenticate(ex)
+        return handler(ex)
+
+    async def _after_queueing(self, ex: Exchange, handler) -> None:
+        """A model request that waits for a free slot of the node's capacity first."""
+        await self.admission.enter()
+        ex.admitted = True
         await handler(ex)
 
     async def health(self, ex: Exchange) -> None:

@@ -35,7 +35,7 @@ class Exchange:
     __slots__ = ("scope", "receive", "send", "method", "path", "request_id", "started", "model", "upstream",
                  "status", "bytes_out", "error_type", "client_gone", "error_body", "watch", "handler", "leases",
                  "deployment", "key", "body_size", "request_body", "forwarded", "first_out", "prompt_tokens", "completion_tokens",
-                 "tokens_estimated", "direct")
+                 "tokens_estimated", "direct", "admitted")
 
     guard = None  # the node's AccessGuard: checks the key's model and the rate limits (set by the app)
     cluster = None  # the node registry, when the node is part of a cluster (set by the app)
@@ -65,6 +65,7 @@ class Exchange:
         self.body_size = 0
         self.request_body = b""  # kept for forwarding to another node of the cluster
         self.forwarded = False  # came from another node of the cluster
+        self.admitted = False  # holds a slot of the node's capacity
         self.first_out = 0.0  # perf_counter when the first byte of the answer's body went out
         self.prompt_tokens: int | None = None
         self.completion_tokens: int | None = None

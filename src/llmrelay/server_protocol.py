@@ -238,9 +238,18 @@ class HttpServerProtocol(asyncio.Protocol):
         keep-alive connection's requests take turns on one task instead of a new task each (creating a task
         costs more than handing a request to a waiting one, measured on first chunks). A request that comes
         while the task still finishes the previous one (recording it) gets a task of its own. Requests that
-        share a task share its context variables: the node's app sets none."""
+        share a task share its context variables: the node's app sets none. (The app is called here rather than
+        in a method of the cycle: a coroutine fewer on the way of every request.)"""
+        app = self.app
         while cycle is not None:
-            await cycle.run(self.app)
+            try:
+                await app(cycle.scope, cycle.receive, cycle.send)
+            except BaseException as exc:  # noqa: BLE001 - whatever the app raised, the client gets an answer
+                cycle.failed(exc)
+                if not isinstance(exc, Exception):
+                    raise
+            else:
+                cycle.check_complete()
             if self.closed or self.next_cycle is not None:
                 return
             waiting_for = self.next_cycle = self.loop.create_future()
@@ -342,23 +351,21 @@ class Cycle:
         self.disconnected = False
         self.on_disconnect = None  # the app's callback for a client that leaves before the answer is complete
 
-    async def run(self, app) -> None:
-        try:
-            await app(self.scope, self.receive, self.send)
-        except BaseException as exc:  # noqa: BLE001 - whatever the app raised, the client gets an answer
-            if not isinstance(exc, asyncio.CancelledError):
-                log.error("the app failed on %s %s", self.scope["method"], self.scope["path"], exc_info=exc)
-            if not self.started and not self.disconnected:
+    def failed(self, exc: BaseException) -> None:
+        """The app raised `exc`: a 500 if nothing was sent yet, and the connection closes."""
+        if not isinstance(exc, asyncio.CancelledError):
+            log.error("the app failed on %s %s", self.scope["method"], self.scope["path"], exc_info=exc)
+        if not self.started and not self.disconnected:
+            self.connection.write(_FAILED)
+        self.connection.close()
+
+    def check_complete(self) -> None:
+        """The app returned: an answer it left unfinished is ended with a 500 or by closing the connection."""
+        if not self.done and not self.disconnected:
+            log.error("the app did not finish its answer to %s %s", self.scope["method"], self.scope["path"])
+            if not self.started:
                 self.connection.write(_FAILED)
             self.connection.close()
-            if not isinstance(exc, Exception):
-                raise
-        else:
-            if not self.done and not self.disconnected:
-                log.error("the app did not finish its answer to %s %s", self.scope["method"], self.scope["path"])
-                if not self.started:
-                    self.connection.write(_FAILED)
-                self.connection.close()
 
     # -- fed by the connection --
 
