@@ -1,6 +1,8 @@
 """The seed's endpoint, `POST /api/v1/chat`: the body goes to the upstream chosen by its model, byte for
 byte, and the upstream's status, headers and bytes come back as they arrive."""
 
+from collections.abc import Awaitable
+
 import orjson
 
 from llmrelay.access.limits import BYTES_PER_TOKEN
@@ -61,9 +63,9 @@ class PassthroughSurface:
             body = replace_top_level_string(body, "model", model.removeprefix(OLLAMA_PREFIX))
         ex.cancel_on_disconnect()
 
-        async def attempt(lease, final: bool) -> Response:
+        def attempt(lease, final: bool) -> Awaitable[Response]:  # no coroutine of its own: one fewer per request
             ex.use_deployment(lease.deployment)
-            return await open_upstream(ex, self.client, lease.deployment.upstream, body, None, final)
+            return open_upstream(ex, self.client, lease.deployment.upstream, body, None, final)
 
         response = await self.retrier.run(route, attempt, ex.leases)
         await relay_and_close(ex, ex.leases[-1].deployment.upstream, response, stream_error_record)
