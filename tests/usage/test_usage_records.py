@@ -3,6 +3,7 @@ the CLI sum them up."""
 
 import asyncio
 import datetime
+import json
 import os
 import signal
 import sqlite3
@@ -291,3 +292,27 @@ def test_the_usage_writer_gives_way_to_requests(node):
     others = sorted(value for value in others if value is not None)
     assert others.count(min(main + 10, 19)) == 1, (main, others)  # the writer, and only it
     assert others.count(main) == len(others) - 1
+
+
+def test_a_stream_the_client_leaves_is_recorded_with_the_tokens_it_was_sent(start_node, node_env, openai_upstream):
+    """Closing the connection before a relayed stream's end must not make what was sent free: a client could
+    otherwise read every event and leave before the terminator to stay out of its token limits."""
+    node = start_node(node_env)
+    body = {"model": "gpt-4o-mini-hold-last", "stream": True, "messages": QUESTION}
+    events = 0
+    with httpx.stream("POST", node.url + "/v1/chat/completions", json=body, timeout=10) as response:
+        request_id = response.headers["x-request-id"]
+        for line in response.iter_lines():  # the fake holds back its last event ([DONE]) until released
+            if line.startswith("data: "):
+                events += 1
+                if json.loads(line[6:])["choices"][0]["finish_reason"]:
+                    break
+        time.sleep(0.2)  # a stream that lasts: the node listens for its client leaving (after 50 ms)
+    openai_upstream.release.set()
+    node.wait_for_log(request_id)
+    assert node.stop() == 0
+    row = {row["request_id"]: row for row in sqlite_rows(node)}[request_id]
+    assert row["error_type"] == "client_closed"
+    assert events > 3
+    assert row["completion_tokens"] == events - 3  # estimated from the events sent (no usage was reported)
+    assert row["tokens_estimated"]

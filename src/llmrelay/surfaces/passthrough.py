@@ -155,22 +155,26 @@ async def relay(ex: Exchange, upstream: Upstream, response: Response, error_reco
     last = b"\n"
     ended = False
     try:
-        while True:
-            chunk = response.take()  # usually here already: a stream's first chunk comes with the head
-            if chunk is None and (chunk := await response.next_chunk()) is None:
-                break
-            tokens.chunk(chunk)
-            last = chunk
-            ended = response.ended  # then the last chunk and the end of the answer go out together
-            await ex.body(chunk, more=not ended)
-    except OSError as exc:
-        error = broken_off(upstream, exc)
-        ex.error_type = error.type
-        sse = (response.headers.get("content-type") or "").encode().startswith(_SSE)
-        await ex.body(error_record(error, last, sse), more=True)
-    if not ended:
-        await ex.body(b"")
-    count_relayed_tokens(ex, tokens)
+        try:
+            while True:
+                chunk = response.take()  # usually here already: a stream's first chunk comes with the head
+                if chunk is None and (chunk := await response.next_chunk()) is None:
+                    break
+                tokens.chunk(chunk)
+                last = chunk
+                ended = response.ended  # then the last chunk and the end of the answer go out together
+                await ex.body(chunk, more=not ended)
+        except OSError as exc:
+            error = broken_off(upstream, exc)
+            ex.error_type = error.type
+            sse = (response.headers.get("content-type") or "").encode().startswith(_SSE)
+            await ex.body(error_record(error, last, sse), more=True)
+        if not ended:
+            await ex.body(b"")
+    finally:
+        # Also when the client leaves mid-stream (the task is cancelled): what it was sent counts against its
+        # limits and shows in its usage records, however it ended the connection.
+        count_relayed_tokens(ex, tokens)
 
 
 def count_relayed_tokens(ex: Exchange, tokens: TokenTap) -> None:
