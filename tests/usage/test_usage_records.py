@@ -316,3 +316,25 @@ def test_a_stream_the_client_leaves_is_recorded_with_the_tokens_it_was_sent(star
     assert events > 3
     assert row["completion_tokens"] == events - 3  # estimated from the events sent (no usage was reported)
     assert row["tokens_estimated"]
+
+
+def test_a_translated_stream_the_client_leaves_is_recorded_with_the_pieces_it_was_sent(start_node, node_env, ollama):
+    node = start_node(node_env)
+    body = {"model": "llama3-hold-last", "stream": True, "messages": QUESTION}  # OpenAI client, Ollama upstream
+    pieces = 0
+    with httpx.stream("POST", node.url + "/v1/chat/completions", json=body, timeout=10) as response:
+        request_id = response.headers["x-request-id"]
+        for line in response.iter_lines():  # the fake holds back its last record, the one with the counts
+            if line.startswith("data: ") and json.loads(line[6:])["choices"][0]["delta"].get("content"):
+                pieces += 1
+                if pieces == 3:
+                    break
+        time.sleep(0.2)  # a stream that lasts: the node listens for its client leaving (after 50 ms)
+    ollama.release.set()
+    node.wait_for_log(request_id)
+    assert node.stop() == 0
+    row = {row["request_id"]: row for row in sqlite_rows(node)}[request_id]
+    assert row["error_type"] == "client_closed"
+    assert row["completion_tokens"] >= pieces  # every piece sent by then, maybe more than the client read
+    assert row["prompt_tokens"] > 0
+    assert row["tokens_estimated"]

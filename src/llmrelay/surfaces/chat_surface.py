@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator, Awaitable
 
 import orjson
 
+from llmrelay.access.limits import BYTES_PER_TOKEN
 from llmrelay.asgi import Exchange
 from llmrelay.core.chat import Chat, ChatEvent, Completion, Finish, collect
 from llmrelay.core.errors import RelayError
@@ -135,17 +136,27 @@ class ChatSurface:
         head = encoder.head()
         if head:
             await ex.body(head, more=True)
+        pieces = 0  # pieces of the answer sent: its estimated tokens if it ends without the upstream's counts
         try:
-            async for event in events:
-                data = encoder.event(event)
-                if data:
-                    await ex.body(data, more=True)
-                if type(event) is Finish and event.usage is not None:
-                    ex.count_tokens(event.usage.prompt_tokens, event.usage.completion_tokens)
-        except RelayError as error:
-            ex.error_type = error.type
-            await ex.body(encoder.error(error), more=True)
-        await ex.body(b"")
+            try:
+                async for event in events:
+                    data = encoder.event(event)
+                    if type(event) is Finish:
+                        if event.usage is not None:
+                            ex.count_tokens(event.usage.prompt_tokens, event.usage.completion_tokens)
+                    elif data:
+                        pieces += 1
+                    if data:
+                        await ex.body(data, more=True)
+            except RelayError as error:
+                ex.error_type = error.type
+                await ex.body(encoder.error(error), more=True)
+            await ex.body(b"")
+        finally:
+            # Also when the client leaves mid-stream (the task is cancelled): what it was sent counts against
+            # its limits and shows in its usage records.
+            if ex.prompt_tokens is None and ex.completion_tokens is None:
+                ex.count_tokens(ex.body_size // BYTES_PER_TOKEN, pieces, estimated=True)
 
 
 async def with_first_event(events: AsyncIterator[ChatEvent]) -> AsyncIterator[ChatEvent]:
