@@ -66,3 +66,10 @@ def test_provider_keys_never_appear_in_logs(start_node, node_env, openai_upstrea
         logs = running.wait_for_log("llmrelay.access")
         for secret in (OPENAI_KEY, ANTHROPIC_KEY, "pa55word"):
             assert secret not in logs
+
+
+def test_a_client_request_id_with_spaces_is_quoted_in_the_text_line(node):
+    chat(node, "llama3", headers={"x-request-id": "forge-id status=500"})
+    logs = node.wait_for_log("forge-id")
+    (line,) = [line for line in logs.splitlines() if "forge-id" in line]
+    assert line.endswith('request_id="forge-id status=500"') and "status=200" in line, line

@@ -9,10 +9,23 @@ from llmrelay.observability.log_format import text_value, timestamp
 from llmrelay.observability.recorder import RequestRecord
 
 
+KNOWN_VALUES = 1024  # paths and model names whose safe text form is kept, up to KNOWN_LENGTH characters each
+KNOWN_LENGTH = 200
+
+
 class AccessLog:
     def __init__(self, log_format: str = "text", stream=None):
         self.json = log_format == "json"
         self.stream = stream or sys.stderr
+        self._text: dict[str, str] = {}  # a path or model name -> its text_value (the same few, line after line)
+
+    def _known(self, value: str) -> str:
+        text = self._text.get(value)
+        if text is None:
+            text = text_value(value)
+            if len(self._text) < KNOWN_VALUES and len(value) <= KNOWN_LENGTH:
+                self._text[value] = text
+        return text
 
     def __call__(self, records: list[RequestRecord], dropped: int) -> None:
         lines = [self._format(record) for record in records]
@@ -32,9 +45,11 @@ class AccessLog:
             if r.error_type:
                 line["error"] = r.error_type
             return orjson.dumps(line).decode()
-        line = (f"{timestamp(r.at)} INFO    llmrelay.access: {r.method} {text_value(r.path)} "
-                f"model={text_value(r.model or '-')} upstream={r.upstream or '-'} status={r.status} "
-                f"duration_ms={r.duration_ms:.3f} bytes={r.bytes_out} request_id={text_value(r.request_id)}")
+        request_id = r.request_id  # the node's own ids are hex: no pattern to match
+        line = (f"{timestamp(r.at)} INFO    llmrelay.access: {r.method} {self._known(r.path)} "
+                f"model={self._known(r.model or '-')} upstream={r.upstream or '-'} status={r.status} "
+                f"duration_ms={r.duration_ms:.3f} bytes={r.bytes_out} "
+                f"request_id={request_id if request_id.isalnum() else text_value(request_id)}")
         if r.key_id:
             line += f" key={r.key_id}"
         return line + (f" error={r.error_type}" if r.error_type else "")

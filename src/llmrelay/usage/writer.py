@@ -23,9 +23,11 @@ CLOSE_ATTEMPTS = 5
 
 
 def usage_row(r: RequestRecord) -> tuple:
+    # Durations to the microsecond by arithmetic: round(x, 3) formats and parses the float (~2,000 instructions).
     return (r.at, r.request_id, r.key_id, r.surface, r.model, r.provider, r.deployment, r.status,
             r.prompt_tokens, r.completion_tokens, r.tokens_estimated,
-            None if r.ttft_ms is None else round(r.ttft_ms, 3), round(r.duration_ms, 3), r.error_type)
+            None if r.ttft_ms is None else int(r.ttft_ms * 1000 + 0.5) / 1000, int(r.duration_ms * 1000 + 0.5) / 1000,
+            r.error_type)
 
 
 NICER_BY = 10
