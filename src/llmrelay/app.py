@@ -8,7 +8,7 @@ from collections.abc import Awaitable
 from llmrelay import __version__
 from llmrelay.access.guard import AccessGuard, model_budgets
 from llmrelay.access.keys import KeyStore
-from llmrelay.access.limits import RateLimits, open_storage
+from llmrelay.access.limits import open_limits
 from llmrelay.asgi import (
     ClientGone,
     DisconnectWatch,
@@ -82,7 +82,7 @@ class RelayApp:
                                       settings.data_dir)
         self.keys = KeyStore(self.database, settings.master_key and settings.master_key.get_secret_value())
         redis_url = settings.redis_url and settings.redis_url.get_secret_value()
-        self.guard = AccessGuard(self.keys, RateLimits(open_storage(redis_url, settings.cluster_name)),
+        self.guard = AccessGuard(self.keys, open_limits(redis_url, settings.cluster_name),
                                  model_budgets(settings.models))
         Exchange.guard = self.guard
         self.cluster = join_cluster(self, redis_url)

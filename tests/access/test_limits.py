@@ -1,5 +1,6 @@
 """Rate limits per key and per model: exact at the boundary, in memory and in Redis across nodes."""
 
+import asyncio
 import json
 import os
 
@@ -7,6 +8,8 @@ import httpx
 import openai
 import pytest
 
+from llmrelay.access.limits import Budget, LocalLimits
+from llmrelay.core.errors import RateLimited
 from tests.fakes.brain import DEFAULT_WORDS, PROMPT_TOKENS
 from tests.support.admin import MASTER, QUESTION, create_key, eventually
 from tests.support.node import free_port
@@ -131,3 +134,38 @@ def test_a_node_that_loses_redis_keeps_serving_and_says_so(start_node, node_env)
     assert [chat(node, key).status_code for _ in range(3)] == [200, 200, 200]
     logs = node.wait_for_log("the rate-limit store failed")
     assert logs.count("the rate-limit store failed") == 1  # said once, not once per request
+
+
+
+def test_counted_in_the_node_the_minute_moves_and_token_windows_reopen():
+    """The node's own counters (no Redis), on a clock the test moves: the moving minute admits again exactly
+    when its oldest request is a minute old, and a token window takes requests again once it has ended."""
+    now = [1000.0]
+    limits = LocalLimits(clock=lambda: now[0])
+    requests, tokens = Budget("key", "r", rpm=2), Budget("key", "t", tpm=100)
+
+    async def admitted(budget, estimate=10) -> bool:
+        try:
+            await limits.admit(budget, estimate)
+        except RateLimited:
+            return False
+        return True
+
+    async def scenario():
+        assert await admitted(requests)
+        now[0] += 10
+        assert await admitted(requests)
+        now[0] += 49.9  # the first request is 59.9 s old
+        assert not await admitted(requests)
+        now[0] += 0.1  # a minute old: one place again, not two
+        assert await admitted(requests) and not await admitted(requests)
+
+        assert await admitted(tokens)  # opens a window until now + 60
+        await limits.charge(tokens, 95)
+        assert not await admitted(tokens)  # 95 + 10 > 100
+        assert await admitted(tokens, 5)  # 95 + 5 fits exactly
+        now[0] += 59.9
+        assert not await admitted(tokens)
+        now[0] += 0.1
+        assert await admitted(tokens)
+    asyncio.run(scenario())

@@ -7,10 +7,8 @@
 import logging
 import time
 
-from limits.aio.storage import MemoryStorage
-
 from llmrelay.access.keys import ApiKey, KeyStore
-from llmrelay.access.limits import BYTES_PER_TOKEN, Budget, RateLimits
+from llmrelay.access.limits import BYTES_PER_TOKEN, Budget, LocalLimits, RateLimits
 from llmrelay.core.errors import Forbidden, RelayError, Unauthenticated
 
 log = logging.getLogger("llmrelay")
@@ -31,11 +29,11 @@ def presented_key(headers) -> str | None:
 
 
 class AccessGuard:
-    def __init__(self, keys: KeyStore, limits: RateLimits, model_budgets: dict[str, Budget]):
+    def __init__(self, keys: KeyStore, limits: RateLimits | LocalLimits, model_budgets: dict[str, Budget]):
         self.keys = keys
         self.limits = limits
         # While a shared store (Redis) is away, this node counts on its own rather than not at all.
-        self.local_limits = RateLimits(MemoryStorage())
+        self.local_limits = LocalLimits()
         self.model_budgets = model_budgets
         self._key_budgets: dict[str, Budget] = {}
         self._warned_at = -STORE_WARNING_SECONDS

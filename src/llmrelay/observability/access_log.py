@@ -8,7 +8,6 @@ import orjson
 from llmrelay.observability.log_format import text_value, timestamp
 from llmrelay.observability.recorder import RequestRecord
 
-
 KNOWN_VALUES = 1024  # paths and model names whose safe text form is kept, up to KNOWN_LENGTH characters each
 KNOWN_LENGTH = 200
 
