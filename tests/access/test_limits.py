@@ -136,7 +136,6 @@ def test_a_node_that_loses_redis_keeps_serving_and_says_so(start_node, node_env)
     assert logs.count("the rate-limit store failed") == 1  # said once, not once per request
 
 
-
 def test_counted_in_the_node_the_minute_moves_and_token_windows_reopen():
     """The node's own counters (no Redis), on a clock the test moves: the moving minute admits again exactly
     when its oldest request is a minute old, and a token window takes requests again once it has ended."""
