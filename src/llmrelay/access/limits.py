@@ -72,10 +72,8 @@ class RateLimits:
 
     @staticmethod
     def _token_items(budget: Budget):
-        if budget.tpm:
-            yield RateLimitItemPerMinute(budget.tpm), "tokens per minute"
-        if budget.tokens_per_day:
-            yield RateLimitItemPerDay(budget.tokens_per_day), "tokens per day"
+        for limit, period, what in _token_limits(budget):
+            yield (RateLimitItemPerMinute if period == MINUTE else RateLimitItemPerDay)(limit), what
 
 
 MINUTE = 60.0
