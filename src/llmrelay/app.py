@@ -319,6 +319,7 @@ class RelayApp:
             self.recorder.close()  # hands the last records to the usage writer
         if self.usage is not None:
             await asyncio.to_thread(self.usage.close)
+        await self.guard.limits.close()
         self.database.close()
 
 

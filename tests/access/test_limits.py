@@ -3,12 +3,14 @@
 import asyncio
 import json
 import os
+import time
 
 import httpx
 import openai
 import pytest
+import redis.asyncio as aioredis
 
-from llmrelay.access.limits import Budget, LocalLimits
+from llmrelay.access.limits import Budget, LocalLimits, RedisLimits
 from llmrelay.core.errors import RateLimited
 from tests.fakes.brain import DEFAULT_WORDS, PROMPT_TOKENS
 from tests.support.admin import MASTER, QUESTION, create_key, eventually
@@ -136,21 +138,30 @@ def test_a_node_that_loses_redis_keeps_serving_and_says_so(start_node, node_env)
     assert logs.count("the rate-limit store failed") == 1  # said once, not once per request
 
 
-def test_counted_in_the_node_the_minute_moves_and_token_windows_reopen():
-    """The node's own counters (no Redis), on a clock the test moves: the moving minute admits again exactly
-    when its oldest request is a minute old, and a token window takes requests again once it has ended."""
-    now = [1000.0]
-    limits = LocalLimits(clock=lambda: now[0])
+def counters(where: str, request, clock):
+    """The node's own counters, or the Redis ones (on a Redis of the tests' own), on the test's clock."""
+    if where == "node":
+        return LocalLimits(clock=clock)
+    redis_server = request.getfixturevalue("redis_server")
+    return RedisLimits(aioredis.from_url(redis_server.url), f"test-{free_port()}:limits", clock=clock)
+
+
+@pytest.mark.parametrize("where", ["node", "redis"])
+def test_the_minute_moves_and_token_windows_reopen(where, request):
+    """On a clock the test moves: the moving minute admits again exactly when its oldest request is a minute
+    old, and a token window takes requests again once it has ended."""
+    now = [time.time()]
     requests, tokens = Budget("key", "r", rpm=2), Budget("key", "t", tpm=100)
 
-    async def admitted(budget, estimate=10) -> bool:
-        try:
-            await limits.admit(budget, estimate)
-        except RateLimited:
-            return False
-        return True
-
     async def scenario():
+        limits = counters(where, request, lambda: now[0])
+
+        async def admitted(budget, estimate=10) -> bool:
+            try:
+                await limits.admit([budget], estimate)
+            except RateLimited:
+                return False
+            return True
         assert await admitted(requests)
         now[0] += 10
         assert await admitted(requests)
@@ -160,11 +171,39 @@ def test_counted_in_the_node_the_minute_moves_and_token_windows_reopen():
         assert await admitted(requests) and not await admitted(requests)
 
         assert await admitted(tokens)  # opens a window until now + 60
-        await limits.charge(tokens, 95)
+        await limits.charge([tokens], 95)
         assert not await admitted(tokens)  # 95 + 10 > 100
         assert await admitted(tokens, 5)  # 95 + 5 fits exactly
         now[0] += 59.9
         assert not await admitted(tokens)
         now[0] += 0.1
         assert await admitted(tokens)
+        await limits.close()
+    asyncio.run(scenario())
+
+
+@pytest.mark.parametrize("where", ["node", "redis"])
+def test_a_request_one_budget_refuses_costs_the_others_nothing(where, request):
+    now = [time.time()]
+    key, model = Budget("key", "k", rpm=5, tokens_per_day=1000), Budget("model", "m", rpm=1)
+
+    async def scenario():
+        limits = counters(where, request, lambda: now[0])
+        await limits.admit([key, model], 10)
+        for _ in range(3):
+            with pytest.raises(RateLimited, match="model m is over its limit of 1 requests per minute") as refused:
+                await limits.admit([key, model], 10)
+            assert refused.value.headers["Retry-After"] == "60"
+        # the key's own rpm counted one request, not four: four more fit
+        for _ in range(4):
+            await limits.admit([key], 10)
+        with pytest.raises(RateLimited, match="key k is over its limit of 5 requests per minute"):
+            await limits.admit([key], 10)
+        # a charge lands on every budget that counts tokens, and the refusal says what is left
+        await limits.charge([key], 990)
+        with pytest.raises(RateLimited, match="tokens per day") as refused:
+            await limits.admit([Budget("key", "k", tokens_per_day=1000)], 20)
+        assert refused.value.headers["X-RateLimit-Remaining-Tokens"] == "10"
+        assert int(refused.value.headers["Retry-After"]) > 86000
+        await limits.close()
     asyncio.run(scenario())

@@ -8,7 +8,7 @@ import logging
 import time
 
 from llmrelay.access.keys import ApiKey, KeyStore
-from llmrelay.access.limits import BYTES_PER_TOKEN, Budget, LocalLimits, RateLimits
+from llmrelay.access.limits import BYTES_PER_TOKEN, Budget, LocalLimits, RedisLimits
 from llmrelay.core.errors import Forbidden, RelayError, Unauthenticated
 
 log = logging.getLogger("llmrelay")
@@ -29,7 +29,7 @@ def presented_key(headers) -> str | None:
 
 
 class AccessGuard:
-    def __init__(self, keys: KeyStore, limits: RateLimits | LocalLimits, model_budgets: dict[str, Budget]):
+    def __init__(self, keys: KeyStore, limits: RedisLimits | LocalLimits, model_budgets: dict[str, Budget]):
         self.keys = keys
         self.limits = limits
         # While a shared store (Redis) is away, this node counts on its own rather than not at all.
@@ -59,18 +59,20 @@ class AccessGuard:
         budgets = []
         if key is not None:
             self.keys.check_model(key, model)
-            budgets.append(self._key_budget(key))
-        budgets.append(self.model_budgets.get(model))
-        for budget in budgets:
-            if budget is None:
-                continue
-            try:
-                await self.limits.admit(budget, ex.body_size // BYTES_PER_TOKEN)
-            except RelayError:
-                raise
-            except Exception as exc:  # noqa: BLE001 - the counters' store is down: count here meanwhile
-                self._store_failed("rate limits counted by this node alone", exc)
-                await self.local_limits.admit(budget, ex.body_size // BYTES_PER_TOKEN)
+            if (budget := self._key_budget(key)) is not None:
+                budgets.append(budget)
+        if (budget := self.model_budgets.get(model)) is not None:
+            budgets.append(budget)
+        if not budgets:
+            return
+        estimate = ex.body_size // BYTES_PER_TOKEN
+        try:
+            await self.limits.admit(budgets, estimate)
+        except RelayError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - the counters' store is down: count here meanwhile
+            self._store_failed("rate limits counted by this node alone", exc)
+            await self.local_limits.admit(budgets, estimate)
 
     async def settle(self, ex) -> None:
         """Charge the tokens of a finished request to the budgets that count tokens.
@@ -84,13 +86,14 @@ class AccessGuard:
         budgets = [self.model_budgets.get(ex.model)]
         if ex.key is not None:
             budgets.append(self._key_budget(ex.key))
-        for budget in budgets:
-            if budget is not None and budget.counts_tokens:
-                try:
-                    await self.limits.charge(budget, tokens)
-                except Exception as exc:  # noqa: BLE001 - a lost charge must not fail anything else
-                    self._store_failed("tokens counted by this node alone", exc)
-                    await self.local_limits.charge(budget, tokens)
+        budgets = [budget for budget in budgets if budget is not None and budget.counts_tokens]
+        if not budgets:
+            return
+        try:
+            await self.limits.charge(budgets, tokens)
+        except Exception as exc:  # noqa: BLE001 - a lost charge must not fail anything else
+            self._store_failed("tokens counted by this node alone", exc)
+            await self.local_limits.charge(budgets, tokens)
 
     def _store_failed(self, what: str, exc: Exception) -> None:
         """Say so in the log, at most once every STORE_WARNING_SECONDS, however many requests see it."""
