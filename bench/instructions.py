@@ -28,16 +28,21 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 from run import free_port, wait_until_up  # noqa: E402
 
-BODY = json.dumps({"model": "llama3", "messages": [{"role": "user", "content": "why is the sky blue?"}],
-                   "stream": False}).encode()
-REQUEST = (b"POST /api/v1/chat HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: "
-           + str(len(BODY)).encode() + b"\r\n\r\n" + BODY)
+# The seed's pass-through to Ollama, and the same-API path of an OpenAI client to an OpenAI-compatible upstream.
+PATHS = {"seed": ("/api/v1/chat", "llama3"), "openai": ("/v1/chat/completions", "gpt-4o-mini")}
 
 
-def send_requests(port: int, count: int) -> None:
+def request_bytes(path: str, model: str) -> bytes:
+    body = json.dumps({"model": model, "messages": [{"role": "user", "content": "why is the sky blue?"}],
+                       "stream": False}).encode()
+    return (f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n").encode() + body
+
+
+def send_requests(port: int, count: int, request: bytes) -> None:
     with socket.create_connection(("127.0.0.1", port)) as sock:
         for _ in range(count):
-            sock.sendall(REQUEST)
+            sock.sendall(request)
             answer = b""
             while not answer.endswith(b"}"):
                 piece = sock.recv(65536)
@@ -52,34 +57,47 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=1000)
     parser.add_argument("--src", help="run the node from this source directory instead of the installed one")
+    parser.add_argument("--path", choices=PATHS, default="seed")
+    parser.add_argument("--keep", help="copy callgrind's dumps (one per thread) into this directory")
     options = parser.parse_args()
     if not shutil.which("valgrind"):
         subprocess.run(["apt-get", "install", "-y", "-q", "valgrind"], check=True, stdout=subprocess.DEVNULL)
     mock_port, node_port = free_port(), free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("LLMRELAY_", "OPENAI_", "ANTHROPIC_"))}
-    env.update(LLM_CHAT_URL=f"http://127.0.0.1:{mock_port}", LLMRELAY_EMBEDDED="false")
+    env.update(LLM_CHAT_URL=f"http://127.0.0.1:{mock_port}", LLMRELAY_EMBEDDED="false", OPENAI_API_KEY="sk-bench",
+               OPENAI_BASE_URL=f"http://127.0.0.1:{mock_port}/v1")
+    path, model = PATHS[options.path]
+    request = request_bytes(path, model)
     if options.src:
         env["PYTHONPATH"] = str(Path(options.src).resolve())
     with tempfile.TemporaryDirectory() as work:
         out = Path(work) / "callgrind.out"
         mock = subprocess.Popen([sys.executable, str(ROOT / "bench" / "mock_upstream.py"), "--port", str(mock_port)])
-        node = subprocess.Popen(["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", sys.executable,
+        node = subprocess.Popen(["valgrind", "--tool=callgrind", "--separate-threads=yes", f"--callgrind-out-file={out}", sys.executable,
                                  "-m", "llmrelay", "serve", "--port", str(node_port)], env=env, cwd=work,
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
             wait_until_up(f"http://127.0.0.1:{node_port}/health", timeout=300)
-            send_requests(node_port, 300)
+            send_requests(node_port, 300, request)
             subprocess.run(["callgrind_control", "--zero", str(node.pid)], check=True, capture_output=True)
-            send_requests(node_port, options.requests)
+            send_requests(node_port, options.requests, request)
             subprocess.run(["callgrind_control", "--dump", str(node.pid)], check=True, capture_output=True)
         finally:
             for process in (node, mock):
                 process.send_signal(signal.SIGTERM)
                 process.wait(60)
-        dump = Path(f"{out}.1").read_text(errors="replace")
-    total = int(re.search(r"^(?:summary|totals): (\d+)", dump, re.MULTILINE).group(1))
-    print(f"{total / options.requests:,.0f} instructions per request on /api/v1/chat "
-          f"({options.requests} requests, {options.src or 'installed source'})")
+        threads = {}
+        for dump in sorted(Path(work).glob("callgrind.out.1-*")):  # the dump callgrind_control asked for
+            text = dump.read_text(errors="replace")
+            count = int(re.search(r"^(?:summary|totals): (\d+)", text, re.MULTILINE).group(1))
+            if count:
+                threads[dump.name.rsplit("-", 1)[1]] = count
+            if options.keep:
+                shutil.copy(dump, options.keep)
+    total = sum(threads.values())
+    split = ", ".join(f"thread {name}: {count / options.requests:,.0f}" for name, count in threads.items())
+    print(f"{total / options.requests:,.0f} instructions per request on {path} ({split}; "
+          f"{options.requests} requests, {options.src or 'installed source'})")
 
 
 if __name__ == "__main__":
