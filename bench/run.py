@@ -125,7 +125,15 @@ def to_microseconds(value: str) -> float:
     return float(number) * {"us": 1, "ms": 1000, "s": 1_000_000}[unit]
 
 
+SETTLE = 0.5  # seconds between two wrk runs
+
+
 def run_wrk(wrk: str, url: str, connections: int, duration: float, script: str) -> dict:
+    # The last run's connections first: wrk closes them all when it stops and opens its new ones at once,
+    # from the same ports. A server still busy with the last run's requests has not closed its ends yet, and a
+    # new connection from a port whose old one it holds waits for the client's second SYN, a second later
+    # (p99 of 1.2-1.6 s at concurrency 256 through the node, on every second run back to back).
+    time.sleep(SETTLE)
     output = subprocess.run(
         [wrk, "-t1", f"-c{connections}", f"-d{duration:g}s", "--timeout", "30s", "--latency", "-s", script, url],
         capture_output=True, text=True, check=True).stdout
@@ -136,7 +144,8 @@ def run_wrk(wrk: str, url: str, connections: int, duration: float, script: str) 
     socket_errors = re.search(r"Socket errors: (.*)", output)
     return {"rps": float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1)),
             "p50": to_microseconds(percentiles["50"]), "p99": to_microseconds(percentiles["99"]),
-            "errors": int(errors.group(1)) if errors else 0, "socket_errors": socket_errors.group(1) if socket_errors else ""}
+            "errors": int(errors.group(1)) if errors else 0,
+            "socket_errors": socket_errors.group(1) if socket_errors else ""}
 
 
 def main() -> None:
@@ -168,13 +177,15 @@ def main() -> None:
             wait_until_up(f"http://127.0.0.1:{mock_port}/")
             wait_until_up(f"http://127.0.0.1:{node_port}/health")
             wait_until_up(f"http://127.0.0.1:{nginx_port}/")
-            rows = []
+            rows, same_api = [], {}
             for connections in options.concurrency:
                 direct = run_wrk(wrk, f"http://127.0.0.1:{mock_port}/api/chat", connections, duration, str(script))
                 floor = run_wrk(wrk, f"http://127.0.0.1:{nginx_port}/api/chat", connections, duration, str(script))
                 relayed = run_wrk(wrk, f"http://127.0.0.1:{node_port}/api/v1/chat", connections, duration,
                                   str(script))
-                rows.append((connections, direct, floor, relayed, rss_mb(node.pid)))
+                rows.append((connections, direct, floor, relayed, rss_mb(node.pid), rss_mb(proxy.pid)))
+                same_api[connections] = run_wrk(wrk, f"http://127.0.0.1:{node_port}/v1/chat/completions",
+                                                connections, duration, str(openai_script))
             # The same request through each path of the node, at concurrency 32 and 1 (its added p50 against
             # the mock's own API that path ends at).
             node_url, mock_url = f"http://127.0.0.1:{node_port}", f"http://127.0.0.1:{mock_port}"
@@ -213,7 +224,7 @@ def main() -> None:
                 process.wait(10)
 
     if not (options.quick or options.no_litellm):
-        table_litellm = compare_litellm(wrk, duration, paths[1][1])
+        table_litellm = compare_litellm(wrk, duration, options.concurrency, same_api)
     else:
         table_litellm = "\nLiteLLM: not measured in this run (--quick or --no-litellm).\n"
     table = render(rows, duration) + render_paths(paths) + table_litellm
@@ -231,7 +242,7 @@ def main() -> None:
         chart = draw_chart(rows, path.with_suffix(".png"))
         if chart:
             print(f"chart in {chart.relative_to(ROOT)}")
-    if any(relayed["errors"] or relayed["socket_errors"] for _, _, _, relayed, _ in rows):
+    if any(relayed["errors"] or relayed["socket_errors"] for _, _, _, relayed, _, _ in rows):
         sys.exit("the node answered some requests with errors; see the table")
 
 
@@ -273,10 +284,18 @@ def measure_cpu(pid: int, run, duration: float) -> dict:
 
 
 def rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
+    """Resident memory of a process and its children (nginx's worker, uvicorn's workers), in MB."""
+    total, pending = 0, [pid]
+    while pending:
+        current = pending.pop()
+        try:
+            status = Path(f"/proc/{current}/status").read_text()
+            children = Path(f"/proc/{current}/task/{current}/children").read_text().split()
+        except OSError:
+            continue
+        total += next((int(line.split()[1]) for line in status.splitlines() if line.startswith("VmRSS:")), 0)
+        pending.extend(int(child) for child in children)
+    return total / 1024
 
 
 def draw_chart(rows, path: Path) -> Path | None:
@@ -310,8 +329,11 @@ def draw_chart(rows, path: Path) -> Path | None:
     return path
 
 
-def compare_litellm(wrk: str, duration: float, node_same_api: dict) -> str:
+def compare_litellm(wrk: str, duration: float, concurrency: list[int], node_same_api: dict[int, dict]) -> str:
+    """LiteLLM's proxy and the node on the same path (an OpenAI client to an OpenAI-compatible upstream), at each
+    concurrency: throughput, added latency against the mock's own API, RSS and errors."""
     mock_port, port = free_port(), free_port()
+    rows = []
     with tempfile.TemporaryDirectory() as work:
         script = Path(work) / "openai.lua"
         script.write_text(wrk_script(OPENAI_BODY))
@@ -320,16 +342,30 @@ def compare_litellm(wrk: str, duration: float, node_same_api: dict) -> str:
         try:
             wait_until_up(f"http://127.0.0.1:{port}/health/liveliness", timeout=180)
             url = f"http://127.0.0.1:{port}/v1/chat/completions"
-            single = run_wrk(wrk, url, 1, duration, str(script))
-            loaded = run_wrk(wrk, url, 32, duration, str(script))
+            run_wrk(wrk, url, 1, 1, str(script))  # its first requests set up what it caches
+            for connections in concurrency:
+                direct = run_wrk(wrk, f"http://127.0.0.1:{mock_port}/v1/chat/completions", connections, duration,
+                                 str(script))
+                rows.append((connections, direct, run_wrk(wrk, url, connections, duration, str(script)),
+                             rss_mb(litellm.pid)))
         finally:
             for process in (litellm, mock):
                 process.send_signal(signal.SIGTERM)
                 process.wait(30)
-    return (f"\nLiteLLM {LITELLM_VERSION} proxy, one worker, /v1/chat/completions to the same mock (OpenAI API): "
-            f"{single['rps']:,.0f} req/s and p50 {single['p50']:.0f} µs at concurrency 1; {loaded['rps']:,.0f} "
-            f"req/s at 32. The node on the same path: {node_same_api['rps']:,.0f} req/s at 32, "
-            f"{node_same_api['rps'] / loaded['rps']:.0f} × LiteLLM.\n")
+    lines = ["", f"LiteLLM {LITELLM_VERSION} proxy (one worker) and the node on the same path: /v1/chat/completions to "
+             "the mock's OpenAI API. Added latency against the mock's own API at the same concurrency; LiteLLM's "
+             "errors are non-2xx answers and socket errors (wrk's timeout is 30 s).", "",
+             "| concurrency | LiteLLM req/s | LiteLLM added p50 | LiteLLM added p99 | LiteLLM RSS | LiteLLM errors "
+             "| node req/s | node added p50 | node added p99 | node / LiteLLM |",
+             "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for connections, direct, litellm, rss in rows:
+        node = node_same_api[connections]
+        lines.append(f"| {connections} | {litellm['rps']:,.0f} | {litellm['p50'] - direct['p50']:.0f} µs "
+                     f"| {litellm['p99'] - direct['p99']:.0f} µs | {rss:.0f} MB "
+                     f"| {litellm['errors']} {litellm['socket_errors']} | {node['rps']:,.0f} "
+                     f"| {node['p50'] - direct['p50']:.0f} µs | {node['p99'] - direct['p99']:.0f} µs "
+                     f"| {node['rps'] / litellm['rps']:.0f} × |")
+    return "\n".join(lines) + "\n"
 
 
 def render_paths(paths) -> str:
@@ -351,15 +387,16 @@ def render(rows, duration: float) -> str:
         f"one node worker, nginx with one worker; wrk -t1, {duration:g} s per cell; the mock upstream answers "
         "at once. Added latency = the proxy's percentile minus the direct one.",
         "",
-        "| concurrency | direct req/s | nginx req/s | node req/s | node / nginx | nginx added p50 | node added p50 "
-        "| node added p99 | node RSS | node errors |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| concurrency | direct req/s | nginx req/s | node req/s | node / nginx | nginx added p50 | nginx added p99 "
+        "| node added p50 | node added p99 | nginx RSS | node RSS | node errors |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    for connections, direct, floor, relayed, rss in rows:
+    for connections, direct, floor, relayed, rss, nginx_rss in rows:
         lines.append(
             f"| {connections} | {direct['rps']:,.0f} | {floor['rps']:,.0f} | {relayed['rps']:,.0f} "
             f"| {relayed['rps'] / floor['rps'] * 100:.0f} % | {floor['p50'] - direct['p50']:.0f} µs "
-            f"| {relayed['p50'] - direct['p50']:.0f} µs | {relayed['p99'] - direct['p99']:.0f} µs | {rss:.0f} MB "
+            f"| {floor['p99'] - direct['p99']:.0f} µs | {relayed['p50'] - direct['p50']:.0f} µs "
+            f"| {relayed['p99'] - direct['p99']:.0f} µs | {nginx_rss:.0f} MB | {rss:.0f} MB "
             f"| {relayed['errors']} {relayed['socket_errors']} |")
     return "\n".join(lines) + "\n"
 
