@@ -20,6 +20,7 @@ from llmrelay.asgi import (
 )
 from llmrelay.cluster.membership import Membership, join_cluster
 from llmrelay.core.errors import MethodNotAllowed, NotFound, RelayError
+from llmrelay.core.gc_tuning import tune_for_serving
 from llmrelay.observability.access_log import AccessLog
 from llmrelay.observability.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from llmrelay.observability.metrics import Metrics
@@ -300,6 +301,7 @@ class RelayApp:
         if self.settings.probe_interval:
             self.background.append(loop.create_task(
                 self.gateway.probe_forever(self.settings.probe_interval, self.settings.ready_timeout)))
+        tune_for_serving()
 
     def _open_database(self) -> None:
         self.database.migrate()

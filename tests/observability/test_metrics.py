@@ -161,3 +161,14 @@ def test_model_names_never_answered_count_as_other(start_node, node_env, ollama)
     assert not labelled & {*names, failing}, "a client-chosen name that got no answer is no label"
     assert set(series(samples, "llmrelay_request_duration_seconds_count", "surface", "model")) == {
         ("openai", "other"), ("passthrough", "other"), ("openai", "llama3")}
+
+
+def test_the_process_and_its_garbage_collector_are_shown(start_node, node_env):
+    node = start_node(node_env)
+    samples = scrape(node)
+    assert 10 * 2**20 < value(samples, "process_resident_memory_bytes") < 2**30
+    assert value(samples, "process_open_fds") > 0
+    assert value(samples, "process_cpu_seconds_total") > 0
+    collections = series(samples, "python_gc_collections_total", "generation")
+    assert set(collections) == {"0", "1", "2"}
+    assert collections["2"] >= 1  # at least the one made when the node was set up

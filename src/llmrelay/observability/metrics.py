@@ -10,7 +10,12 @@ deployments, retries). Labels carry model names, surfaces, providers and key ids
 import threading
 from bisect import bisect_left
 
-from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client import (
+    CollectorRegistry,
+    GCCollector,
+    ProcessCollector,
+    generate_latest,
+)
 from prometheus_client.core import (
     CounterMetricFamily,
     GaugeMetricFamily,
@@ -71,6 +76,9 @@ class Metrics:
                                   "From the attempt that answered to the end of its answer.", ("provider", "deployment"))
         self.registry.register(_RequestCollector(self))
         self.registry.register(_StateCollector(state))
+        # What every Python exporter shows: the process's memory, CPU and open files, and the collector's work.
+        ProcessCollector(registry=self.registry)
+        GCCollector(registry=self.registry)
         self._models: set[str] = set()
 
     def __call__(self, records: list[RequestRecord], dropped: int) -> None:
