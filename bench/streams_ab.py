@@ -1,4 +1,4 @@
-"""Compare two versions of the node on a stream's first chunk, request by request.
+"""Compare two versions of the node on a stream's first chunk and on the delay per chunk, request by request.
 
 bench/streams.py reports what the node adds, in rounds; to tell whether a change to the hot path helped,
 drift between rounds is too large (the same code moves by ±50 µs). Here both versions run at once against
@@ -61,7 +61,7 @@ def main() -> None:
                                                   env=node_env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
             for port in ports:
                 wait_until_up(f"http://127.0.0.1:{port}/" + ("health" if port != mock_port else ""))
-            firsts = interleaved(ports, (mock_path, node_path, node_path), body, options.requests)
+            firsts, spreads = interleaved(ports, (mock_path, node_path, node_path), body, options.requests)
         finally:
             for process in processes:
                 process.send_signal(signal.SIGTERM)
@@ -75,28 +75,38 @@ def main() -> None:
     print(f"A ({options.a or 'installed'}) adds {added_a * 1e6:.0f} µs; B ({options.b or 'installed'}) adds "
           f"{added_b * 1e6:.0f} µs (medians of paired differences)")
     print(f"B - A, median of paired differences: {change * 1e6:+.0f} µs")
+    gaps = max(1, options.chunks - 1)
+    direct, a, b = spreads
+    per_chunk_a = statistics.median(x - d for x, d in zip(a, direct)) / gaps
+    per_chunk_b = statistics.median(x - d for x, d in zip(b, direct)) / gaps
+    print(f"per chunk: A adds {per_chunk_a * 1e6:.0f} µs, B adds {per_chunk_b * 1e6:.0f} µs; B - A "
+          f"{statistics.median(y - x for x, y in zip(a, b)) / gaps * 1e6:+.0f} µs (medians of paired differences)")
 
 
-def interleaved(ports: list[int], paths: tuple[str, ...], body: bytes, requests: int) -> list[list[float]]:
-    """Time to first chunk of each stream, per target, the targets taking turns one stream at a time."""
+def interleaved(ports: list[int], paths: tuple[str, ...], body: bytes,
+                requests: int) -> tuple[list[list[float]], list[list[float]]]:
+    """Time to first chunk and from first to last chunk of each stream, per target, the targets taking turns
+    one stream at a time."""
     sockets = [socket.create_connection(("127.0.0.1", port)) for port in ports]
     firsts: list[list[float]] = [[] for _ in ports]
+    spreads: list[list[float]] = [[] for _ in ports]
     try:
         for sock in sockets:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        turns = list(zip(sockets, paths, firsts))
+        turns = list(zip(sockets, paths, firsts, spreads))
         for number in range(WARM_UP + requests):
             # Direct first, then A and B in turns: A, B in one round and B, A in the next, so that neither
             # version always runs right after the other (a fixed order favoured B by ~15 µs in A/A runs).
             order = turns if number % 2 == 0 else [turns[0], *reversed(turns[1:])]
-            for sock, path, samples in order:
-                first = timed_stream(sock, path, body)[0]
+            for sock, path, first_samples, spread_samples in order:
+                arrivals = timed_stream(sock, path, body)
                 if number >= WARM_UP:
-                    samples.append(first)
+                    first_samples.append(arrivals[0])
+                    spread_samples.append(arrivals[-1] - arrivals[0])
     finally:
         for sock in sockets:
             sock.close()
-    return firsts
+    return firsts, spreads
 
 
 if __name__ == "__main__":
