@@ -3,6 +3,7 @@
 import asyncio
 import json
 import os
+import socket
 import time
 
 import httpx
@@ -136,6 +137,24 @@ def test_a_node_that_loses_redis_keeps_serving_and_says_so(start_node, node_env)
     assert [chat(node, key).status_code for _ in range(3)] == [200, 200, 200]
     logs = node.wait_for_log("the rate-limit store failed")
     assert logs.count("the rate-limit store failed") == 1  # said once, not once per request
+
+
+def test_a_redis_that_stops_answering_costs_one_request_its_timeout_not_every_request(start_node, node_env):
+    """A Redis whose host takes connections and never answers: the node counts on its own for a second
+    after each failure instead of making every request wait out the store's timeout (0.5 s)."""
+    silent = socket.create_server(("127.0.0.1", 0), backlog=64)  # never accepts: connects land, nothing answers
+    try:
+        node = start_node({**node_env, "LLMRELAY_MASTER_KEY": MASTER,
+                           "LLMRELAY_REDIS_URL": f"redis://127.0.0.1:{silent.getsockname()[1]}/0"})
+        key = create_key(node, rpm=2)["key"]
+        started = time.monotonic()
+        statuses = [chat(node, key).status_code for _ in range(4)]
+        elapsed = time.monotonic() - started
+    finally:
+        silent.close()
+    assert statuses == [200, 200, 429, 429]  # still counted, by the node alone
+    assert 0.4 < elapsed < 1.0, elapsed  # the first request waited for Redis; the others did not
+    assert node.wait_for_log("the rate-limit store failed (TimeoutError)")
 
 
 def counters(where: str, request, clock):

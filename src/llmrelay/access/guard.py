@@ -15,6 +15,9 @@ log = logging.getLogger("llmrelay")
 
 _BEARER = b"bearer "
 STORE_WARNING_SECONDS = 10.0
+# After the shared store fails, this node counts on its own this long before asking the store again: a Redis
+# that stopped answering would otherwise cost every request its timeout.
+STORE_RETRY_SECONDS = 1.0
 
 
 def presented_key(headers) -> str | None:
@@ -37,6 +40,7 @@ class AccessGuard:
         self.model_budgets = model_budgets
         self._key_budgets: dict[str, Budget] = {}
         self._warned_at = -STORE_WARNING_SECONDS
+        self._store_down_until = 0.0  # monotonic time until which the store is not asked
 
     def authenticate(self, ex) -> None:
         if self.keys.required:
@@ -66,6 +70,9 @@ class AccessGuard:
         if not budgets:
             return
         estimate = ex.body_size // BYTES_PER_TOKEN
+        if self._store_resting():
+            await self.local_limits.admit(budgets, estimate)
+            return
         try:
             await self.limits.admit(budgets, estimate)
         except RelayError:
@@ -89,15 +96,23 @@ class AccessGuard:
         budgets = [budget for budget in budgets if budget is not None and budget.counts_tokens]
         if not budgets:
             return
+        if self._store_resting():
+            await self.local_limits.charge(budgets, tokens)
+            return
         try:
             await self.limits.charge(budgets, tokens)
         except Exception as exc:  # noqa: BLE001 - a lost charge must not fail anything else
             self._store_failed("tokens counted by this node alone", exc)
             await self.local_limits.charge(budgets, tokens)
 
+    def _store_resting(self) -> bool:
+        return time.monotonic() < self._store_down_until
+
     def _store_failed(self, what: str, exc: Exception) -> None:
-        """Say so in the log, at most once every STORE_WARNING_SECONDS, however many requests see it."""
+        """Leave the store alone for STORE_RETRY_SECONDS, and say so in the log, at most once every
+        STORE_WARNING_SECONDS, however many requests see it."""
         now = time.monotonic()
+        self._store_down_until = now + STORE_RETRY_SECONDS
         if now - self._warned_at >= STORE_WARNING_SECONDS:
             self._warned_at = now
             log.warning("%s: the rate-limit store failed (%s); each node counts on its own until it is back",
