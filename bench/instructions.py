@@ -32,9 +32,9 @@ from run import free_port, wait_until_up  # noqa: E402
 PATHS = {"seed": ("/api/v1/chat", "llama3"), "openai": ("/v1/chat/completions", "gpt-4o-mini")}
 
 
-def request_bytes(path: str, model: str) -> bytes:
+def request_bytes(path: str, model: str, stream: bool) -> bytes:
     body = json.dumps({"model": model, "messages": [{"role": "user", "content": "why is the sky blue?"}],
-                       "stream": False}).encode()
+                       "stream": stream}).encode()
     return (f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
             f"Content-Length: {len(body)}\r\n\r\n").encode() + body
 
@@ -44,7 +44,7 @@ def send_requests(port: int, count: int, request: bytes) -> None:
         for _ in range(count):
             sock.sendall(request)
             answer = b""
-            while not answer.endswith(b"}"):
+            while not answer.endswith((b"}", b"0\r\n\r\n")):  # a whole answer's JSON, or a stream's end
                 piece = sock.recv(65536)
                 if not piece:
                     raise ConnectionError("the node closed the connection")
@@ -59,6 +59,8 @@ def main() -> None:
     parser.add_argument("--src", help="run the node from this source directory instead of the installed one")
     parser.add_argument("--path", choices=PATHS, default="seed")
     parser.add_argument("--keep", help="copy callgrind's dumps (one per thread) into this directory")
+    parser.add_argument("--stream", type=int, metavar="CHUNKS", default=0,
+                        help="streamed answers of this many chunks, sent back to back, instead of whole ones")
     options = parser.parse_args()
     if not shutil.which("valgrind"):
         subprocess.run(["apt-get", "install", "-y", "-q", "valgrind"], check=True, stdout=subprocess.DEVNULL)
@@ -67,12 +69,13 @@ def main() -> None:
     env.update(LLM_CHAT_URL=f"http://127.0.0.1:{mock_port}", LLMRELAY_EMBEDDED="false", OPENAI_API_KEY="sk-bench",
                OPENAI_BASE_URL=f"http://127.0.0.1:{mock_port}/v1")
     path, model = PATHS[options.path]
-    request = request_bytes(path, model)
+    request = request_bytes(path, model, options.stream > 0)
     if options.src:
         env["PYTHONPATH"] = str(Path(options.src).resolve())
     with tempfile.TemporaryDirectory() as work:
         out = Path(work) / "callgrind.out"
-        mock = subprocess.Popen([sys.executable, str(ROOT / "bench" / "mock_upstream.py"), "--port", str(mock_port)])
+        mock = subprocess.Popen([sys.executable, str(ROOT / "bench" / "mock_upstream.py"), "--port", str(mock_port),
+                                 "--chunks", str(options.stream or 1), "--interval-ms", "0"])
         node = subprocess.Popen(["valgrind", "--tool=callgrind", "--separate-threads=yes", f"--callgrind-out-file={out}", sys.executable,
                                  "-m", "llmrelay", "serve", "--port", str(node_port)], env=env, cwd=work,
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -96,7 +99,8 @@ def main() -> None:
                 shutil.copy(dump, options.keep)
     total = sum(threads.values())
     split = ", ".join(f"thread {name}: {count / options.requests:,.0f}" for name, count in threads.items())
-    print(f"{total / options.requests:,.0f} instructions per request on {path} ({split}; "
+    kind = f"streamed in {options.stream} chunks" if options.stream else "whole answers"
+    print(f"{total / options.requests:,.0f} instructions per request on {path}, {kind} ({split}; "
           f"{options.requests} requests, {options.src or 'installed source'})")
 
 
