@@ -28,8 +28,10 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 from run import free_port, wait_until_up  # noqa: E402
 
-# The seed's pass-through to Ollama, and the same-API path of an OpenAI client to an OpenAI-compatible upstream.
-PATHS = {"seed": ("/api/v1/chat", "llama3"), "openai": ("/v1/chat/completions", "gpt-4o-mini")}
+# The seed's pass-through to Ollama, the same-API path of an OpenAI client to an OpenAI-compatible upstream, and
+# an OpenAI client's request translated for Ollama.
+PATHS = {"seed": ("/api/v1/chat", "llama3"), "openai": ("/v1/chat/completions", "gpt-4o-mini"),
+         "translated": ("/v1/chat/completions", "llama3")}
 
 
 def request_bytes(path: str, model: str, stream: bool) -> bytes:
