@@ -40,9 +40,12 @@ run: install-run
 test: install
 	$(BIN)/pytest
 
+# The whole suite: whole answers, streams (first chunk, per chunk), the most streams held at once.
 bench: install
 	$(BIN)/pip install --quiet -e '.[local,test,bench]'
 	$(BIN)/python bench/run.py
+	$(BIN)/python bench/streams.py
+	$(BIN)/python bench/stream_capacity.py
 
 bench-access: install
 	$(BIN)/python bench/access_cost.py

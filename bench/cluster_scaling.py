@@ -69,7 +69,7 @@ def main() -> None:
             processes.append(start_node(env, second, work))
             conf = Path(work) / "nginx.conf"
             servers = f"least_conn; server 127.0.0.1:{first}; server 127.0.0.1:{second};"
-            conf.write_text(NGINX_CONF.format(work=work, servers=servers, port=proxy_port))
+            conf.write_text(NGINX_CONF.format(work=work, servers=servers, port=proxy_port, connections=4096))
             processes.append(subprocess.Popen([nginx, "-p", work, "-c", str(conf), "-g", "daemon off;"],
                                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
             wait_until_up(f"http://127.0.0.1:{proxy_port}/health")

@@ -51,17 +51,19 @@ def ensure_tools() -> tuple[str, str]:
     return shutil.which("wrk"), shutil.which("nginx")
 
 
+# One worker, kept-alive upstream connections, nothing buffered; the same listen backlog as the node (uvicorn's).
 NGINX_CONF = """worker_processes 1;
+worker_rlimit_nofile {connections};
 error_log {work}/nginx-error.log;
 pid {work}/nginx.pid;
-events {{ worker_connections 4096; }}
+events {{ worker_connections {connections}; }}
 http {{
     access_log off;
     client_body_temp_path {work}/body;
     proxy_temp_path {work}/proxy;
     upstream backend {{ {servers} keepalive 256; }}
     server {{
-        listen 127.0.0.1:{port};
+        listen 127.0.0.1:{port} backlog=2048;
         location / {{
             proxy_pass http://backend;
             proxy_http_version 1.1;
@@ -100,9 +102,10 @@ def start_litellm(work: str, mock_port: int, port: int) -> subprocess.Popen:
                              "--num_workers", "1"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
-def start_nginx(nginx: str, work: str, mock_port: int, port: int) -> subprocess.Popen:
+def start_nginx(nginx: str, work: str, mock_port: int, port: int, connections: int = 4096) -> subprocess.Popen:
     conf = Path(work) / "nginx.conf"
-    conf.write_text(NGINX_CONF.format(work=work, servers=f"server 127.0.0.1:{mock_port};", port=port))
+    conf.write_text(NGINX_CONF.format(work=work, servers=f"server 127.0.0.1:{mock_port};", port=port,
+                                      connections=connections))
     return subprocess.Popen([nginx, "-p", work, "-c", str(conf), "-g", "daemon off;"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 

@@ -26,3 +26,13 @@ def test_streams_bench_runs_against_every_target():
     assert "bare Python relay adds to it" in table, table
     assert table.count("| **median** |") == 2, table
     assert "saved to" not in table  # a quick run does not replace the last real results
+
+
+def test_stream_capacity_bench_runs_and_every_target_holds_its_streams():
+    result = subprocess.run([sys.executable, str(ROOT / "bench" / "stream_capacity.py"), "--quick"],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
+    table = result.stdout
+    for target in ("| nginx | 50 |", "| llmrelay | 50 |"):  # the quick steps are 20 and 50 streams
+        assert target in table, table
+    assert "saved to" not in table
