@@ -78,9 +78,9 @@ def main() -> None:
         out = Path(work) / "callgrind.out"
         mock = subprocess.Popen([sys.executable, str(ROOT / "bench" / "mock_upstream.py"), "--port", str(mock_port),
                                  "--chunks", str(options.stream or 1), "--interval-ms", "0"])
-        node = subprocess.Popen(["valgrind", "--tool=callgrind", "--separate-threads=yes", f"--callgrind-out-file={out}", sys.executable,
-                                 "-m", "llmrelay", "serve", "--port", str(node_port)], env=env, cwd=work,
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        callgrind = ["valgrind", "--tool=callgrind", "--separate-threads=yes", f"--callgrind-out-file={out}"]
+        node = subprocess.Popen([*callgrind, sys.executable, "-m", "llmrelay", "serve", "--port", str(node_port)],
+                                env=env, cwd=work, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
             wait_until_up(f"http://127.0.0.1:{node_port}/health", timeout=300)
             send_requests(node_port, 300, request)

@@ -263,18 +263,26 @@ def save_result(name: str, table: str) -> Path:
     return path
 
 
-def cpu_seconds(pid: int) -> float:
-    """CPU time (user + system) of a process and its children that are still running (uvicorn's workers)."""
-    total, pending = 0.0, [pid]
+def process_tree(pid: int) -> dict[int, tuple[str, str]]:
+    """/proc/<pid>/stat and /proc/<pid>/status of a process and of its children still running (nginx's worker,
+    uvicorn's workers)."""
+    files, pending = {}, [pid]
     while pending:
         current = pending.pop()
         try:
-            fields = Path(f"/proc/{current}/stat").read_text().rsplit(")", 1)[1].split()
-            children = Path(f"/proc/{current}/task/{current}/children").read_text().split()
+            files[current] = (Path(f"/proc/{current}/stat").read_text(), Path(f"/proc/{current}/status").read_text())
+            pending.extend(int(child) for child in Path(f"/proc/{current}/task/{current}/children").read_text().split())
         except OSError:
-            continue
+            files.pop(current, None)
+    return files
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) of a process and its children."""
+    total = 0.0
+    for stat, _ in process_tree(pid).values():
+        fields = stat.rsplit(")", 1)[1].split()
         total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-        pending.extend(int(child) for child in children)
     return total
 
 
@@ -287,18 +295,10 @@ def measure_cpu(pid: int, run, duration: float) -> dict:
 
 
 def rss_mb(pid: int) -> float:
-    """Resident memory of a process and its children (nginx's worker, uvicorn's workers), in MB."""
-    total, pending = 0, [pid]
-    while pending:
-        current = pending.pop()
-        try:
-            status = Path(f"/proc/{current}/status").read_text()
-            children = Path(f"/proc/{current}/task/{current}/children").read_text().split()
-        except OSError:
-            continue
-        total += next((int(line.split()[1]) for line in status.splitlines() if line.startswith("VmRSS:")), 0)
-        pending.extend(int(child) for child in children)
-    return total / 1024
+    """Resident memory of a process and its children, in MB."""
+    kilobytes = sum(next((int(line.split()[1]) for line in status.splitlines() if line.startswith("VmRSS:")), 0)
+                    for _, status in process_tree(pid).values())
+    return kilobytes / 1024
 
 
 def draw_chart(rows, path: Path) -> Path | None:

@@ -154,37 +154,28 @@ def added(options, direct, nginx, bare, node) -> tuple[float, ...]:
 
 
 def render(name: str, rounds: list) -> str:
-    def row(label, values):
-        return f"| {label} | " + " | ".join(f"{value * 1e6:.0f} µs" for value in values) + " |"
-
-    medians = [statistics.median(column) for column in zip(*rounds)]
-    return "\n".join([
-        "",
-        f"## {name}",
-        "",
-        "| round | direct: time to first chunk | nginx adds to it | bare Python relay adds to it | node adds to it "
-        "| nginx adds per chunk | node adds per chunk |",
-        "|---|---:|---:|---:|---:|---:|---:|",
-        *(row(str(number), values) for number, values in enumerate(rounds, 1)),
-        row("**median**", medians),
-    ])
+    return table(name, ("direct: time to first chunk", "nginx adds to it", "bare Python relay adds to it",
+                        "node adds to it", "nginx adds per chunk", "node adds per chunk"), rounds)
 
 
 def render_litellm(rounds: list) -> str:
     if not rounds:
         return "\nLiteLLM: not measured in this run (--quick or --no-litellm)."
+    return table(f"LiteLLM {LITELLM_VERSION} proxy on the same API (SSE), in the same rounds",
+                 ("LiteLLM adds to the first chunk", "LiteLLM adds per chunk", "node adds to the first chunk",
+                  "node adds per chunk"), rounds)
+
+
+def table(heading: str, columns: tuple[str, ...], rounds: list) -> str:
+    """A row of times per round, then their medians."""
+    def row(label, values):
+        return f"| {label} | " + " | ".join(f"{value * 1e6:,.0f} µs" for value in values) + " |"
+
     medians = [statistics.median(column) for column in zip(*rounds)]
-    return "\n".join([
-        "",
-        f"## LiteLLM {LITELLM_VERSION} proxy on the same API (SSE), in the same rounds",
-        "",
-        "| round | LiteLLM adds to the first chunk | LiteLLM adds per chunk | node adds to the first chunk "
-        "| node adds per chunk |",
-        "|---|---:|---:|---:|---:|",
-        *(f"| {label} | " + " | ".join(f"{value * 1e6:,.0f} µs" for value in values) + " |"
-          for label, values in [*((str(number), values) for number, values in enumerate(rounds, 1)),
-                                ("**median**", medians)]),
-    ])
+    return "\n".join(["", f"## {heading}", "", "| round | " + " | ".join(columns) + " |",
+                      "|---|" + "---:|" * len(columns),
+                      *(row(str(number), values) for number, values in enumerate(rounds, 1)),
+                      row("**median**", medians)])
 
 
 if __name__ == "__main__":

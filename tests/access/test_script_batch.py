@@ -12,6 +12,12 @@ from tests.support.node import free_port
 COUNT = "return {KEYS[1], redis.call('INCRBY', KEYS[1], ARGV[1])}"
 
 
+def counting(url: str, **options):
+    """A client of the Redis at `url`, a batch on it and the counting script."""
+    redis = aioredis.from_url(url, **options)
+    return redis, ScriptBatch(redis), redis.register_script(COUNT)
+
+
 def reads_processed(redis_server) -> int:
     return redis_server.client().info("stats")["total_reads_processed"]
 
@@ -20,9 +26,7 @@ def test_calls_made_together_share_round_trips_and_keep_their_own_answers(redis_
     prefix = f"batch-{free_port()}"
 
     async def scenario():
-        redis = aioredis.from_url(redis_server.url)
-        batch = ScriptBatch(redis)
-        script = redis.register_script(COUNT)
+        redis, batch, script = counting(redis_server.url)
         await batch.run(script, [f"{prefix}:warm"], [1])
         before = reads_processed(redis_server)
         answers = await asyncio.gather(*(batch.run(script, [f"{prefix}:{n % 5}"], [n]) for n in range(100)))
@@ -40,9 +44,7 @@ def test_calls_made_together_share_round_trips_and_keep_their_own_answers(redis_
 
 def test_a_redis_that_forgot_its_scripts_is_taught_them_again(redis_server):
     async def scenario():
-        redis = aioredis.from_url(redis_server.url)
-        batch = ScriptBatch(redis)
-        script = redis.register_script(COUNT)
+        redis, batch, script = counting(redis_server.url)
         await batch.run(script, ["forgot"], [1])
         await redis.script_flush()  # what a restarted Redis knows
         answers = await asyncio.gather(*(batch.run(script, ["forgot"], [1]) for _ in range(20)))
@@ -53,9 +55,7 @@ def test_a_redis_that_forgot_its_scripts_is_taught_them_again(redis_server):
 
 def test_a_cancelled_call_leaves_the_others_their_answers(redis_server):
     async def scenario():
-        redis = aioredis.from_url(redis_server.url)
-        batch = ScriptBatch(redis)
-        script = redis.register_script(COUNT)
+        redis, batch, script = counting(redis_server.url)
         calls = [asyncio.ensure_future(batch.run(script, ["cancelled"], [1])) for _ in range(10)]
         await asyncio.sleep(0)
         calls[5].cancel()
@@ -77,9 +77,7 @@ def test_redis_going_away_fails_every_waiting_call_and_its_return_is_used():
     port = server.port
 
     async def scenario():
-        redis = aioredis.from_url(server.url, socket_timeout=0.5, socket_connect_timeout=0.5)
-        batch = ScriptBatch(redis)
-        script = redis.register_script(COUNT)
+        redis, batch, script = counting(server.url, socket_timeout=0.5, socket_connect_timeout=0.5)
         await batch.run(script, ["away"], [1])
         await asyncio.to_thread(server.stop)
         failed = await asyncio.gather(*(batch.run(script, ["away"], [1]) for _ in range(10)),
@@ -101,9 +99,7 @@ def test_redis_going_away_fails_every_waiting_call_and_its_return_is_used():
 
 def test_the_batch_is_free_again_after_lone_and_shared_calls(redis_server):
     async def scenario():
-        redis = aioredis.from_url(redis_server.url)
-        batch = ScriptBatch(redis)
-        script = redis.register_script(COUNT)
+        redis, batch, script = counting(redis_server.url)
         await batch.run(script, ["free"], [1])
         alone = batch._busy
         await asyncio.gather(*(batch.run(script, ["free"], [1]) for _ in range(5)))

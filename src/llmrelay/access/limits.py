@@ -153,6 +153,8 @@ for b = 0, budgets - 1 do
 end
 """
 
+_WINDOW_KEYS = {MINUTE: "tokens:minute", DAY: "tokens:day"}  # a subject's token windows, after its prefix
+
 # KEYS: token windows; ARGV: now, tokens, then each window's period.
 _CHARGE = """
 local now = tonumber(ARGV[1])
@@ -186,7 +188,7 @@ class RedisLimits:
         keys, args = [], [repr(self.clock()), max(1, estimated_tokens)]
         for budget in budgets:
             base = self._base(budget)
-            keys += (base + "requests", base + "tokens:minute", base + "tokens:day")
+            keys += (base + "requests", base + _WINDOW_KEYS[MINUTE], base + _WINDOW_KEYS[DAY])
             args += (budget.rpm or 0, budget.tpm or 0, budget.tokens_per_day or 0)
         refused = await self._batch.run(self._admit, keys, args)
         if refused:
@@ -205,7 +207,7 @@ class RedisLimits:
             for budget in budgets:
                 base = self._base(budget)
                 for _, period, _ in _token_limits(budget):
-                    keys.append(base + ("tokens:minute" if period == MINUTE else "tokens:day"))
+                    keys.append(base + _WINDOW_KEYS[period])
                     args.append(int(period))
             if keys:
                 await self._batch.run(self._charge, keys, args)
