@@ -2,6 +2,9 @@
 
 import json
 import os
+import signal
+import socket
+import time
 from pathlib import Path
 
 import httpx
@@ -50,6 +53,85 @@ def test_workers_option_starts_several_worker_processes(start_node, ollama):
     for _ in range(10):
         assert httpx.post(node.url + "/api/v1/chat", content=BODY).status_code == 200
     assert len(children_of(node.process.pid)) >= 2
+
+
+def sockets_on_port(port: int) -> dict[int, str]:
+    """The inodes of the TCP sockets on local `port` (IPv4), with their state: "0A" listening, "01" connected."""
+    found = {}
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        if int(fields[1].rsplit(":", 1)[1], 16) == port:
+            found[int(fields[9])] = fields[3]
+    return found
+
+
+def socket_inodes(pid: int) -> set[int]:
+    inodes = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        try:
+            target = os.readlink(fd)
+        except OSError:
+            continue
+        if target.startswith("socket:["):
+            inodes.add(int(target[8:-1]))
+    return inodes
+
+
+CLIENTS = 64
+
+
+def test_workers_share_a_burst_of_connections(start_node, ollama):
+    """Connections that arrive together are spread over the workers, even when one worker gets to them first
+    (with one listening socket shared by all, that worker took them all: 63 of 64 from wrk, say)."""
+    node = start_node({"LLM_CHAT_URL": ollama.url}, args=["--workers", "2"])
+    deadline = time.monotonic() + 20
+    while True:  # both workers listening (the node answers as soon as one is)
+        listening = {inode for inode, state in sockets_on_port(node.port).items() if state == "0A"}
+        workers = [pid for pid in children_of(node.process.pid) if socket_inodes(pid) & listening]
+        if len(workers) == 2:
+            break
+        assert time.monotonic() < deadline, "the second worker did not start listening"
+        time.sleep(0.1)
+    request = (b"POST /api/v1/chat HTTP/1.1\r\nhost: node\r\ncontent-type: application/json\r\n"
+               b"content-length: %d\r\n\r\n%b" % (len(BODY), BODY))
+    clients = [socket.socket() for _ in range(CLIENTS)]
+    try:
+        for pid in workers:  # both busy while the connections come in; the kernel completes them meanwhile
+            os.kill(pid, signal.SIGSTOP)
+        for client in clients:
+            client.setblocking(False)
+            client.connect_ex(("127.0.0.1", node.port))
+        os.kill(workers[0], signal.SIGCONT)
+        time.sleep(0.3)  # the first worker free takes what it may
+        os.kill(workers[1], signal.SIGCONT)
+        for client in clients:
+            client.setblocking(True)
+            client.sendall(request)
+        for client in clients:  # every connection answered, so every one was accepted
+            assert client.recv(65536).startswith(b"HTTP/1.1 200")
+        connected = {inode for inode, state in sockets_on_port(node.port).items() if state == "01"}
+        shares = sorted(len(socket_inodes(pid) & connected) for pid in workers)
+    finally:
+        for pid in workers:
+            os.kill(pid, signal.SIGCONT)
+        for client in clients:
+            client.close()
+    assert sum(shares) == CLIENTS
+    assert shares[0] >= CLIENTS // 4, f"connections per worker: {shares}"
+
+
+def test_workers_refuse_a_port_another_node_listens_on(start_node, ollama, tmp_path):
+    """Each worker listens with SO_REUSEPORT, which would let a second node's workers join the same port and
+    take half of its connections: the second node must refuse to start instead."""
+    first = start_node({"LLM_CHAT_URL": ollama.url}, args=["--workers", "2"])
+    second = Node({"LLM_CHAT_URL": ollama.url}, args=["--workers", "2"], cwd=tmp_path, port=first.port)
+    second.start(wait=False)
+    try:
+        assert second.process.wait(20) == 3
+        assert "cannot listen on 127.0.0.1:%d" % first.port in second.logs()
+    finally:
+        second.stop()
+    assert httpx.post(first.url + "/api/v1/chat", content=BODY).status_code == 200
 
 
 def test_banner_names_the_upstream_without_credentials(start_node, ollama):

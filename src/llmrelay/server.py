@@ -3,13 +3,17 @@
 import ipaddress
 import logging
 import signal
+import sys
 
 import uvicorn
+from uvicorn.config import STARTUP_FAILURE
+from uvicorn.supervisors import Multiprocess
 
 from llmrelay.observability.log_format import configure_logging
 from llmrelay.routing.models import ModelCatalog
 from llmrelay.server_protocol import HttpServerProtocol
 from llmrelay.settings import Settings
+from llmrelay.sockets import workers_listener
 
 log = logging.getLogger("llmrelay")
 
@@ -45,7 +49,7 @@ def run(settings: Settings) -> None:
         signal.signal(stop, _drained)
     for line in banner(settings):
         log.info("%s", line)
-    uvicorn.run(
+    config = uvicorn.Config(
         "llmrelay.app:create_app",
         factory=True,
         host=settings.host,
@@ -60,6 +64,19 @@ def run(settings: Settings) -> None:
         proxy_headers=False,  # X-Forwarded-* from clients is not trusted: the node may face them directly
         log_config=None,  # keep the handlers configure_logging installed
     )
+    if config.workers > 1:
+        # What uvicorn.run does, but with a listening socket of each worker's own (see workers_listener).
+        try:
+            listener = workers_listener(config.host, config.port)
+        except OSError as exc:
+            log.error("cannot listen on %s:%d: %s", config.host, config.port, exc)
+            sys.exit(STARTUP_FAILURE)
+        Multiprocess(config, sockets=[listener]).run()
+        return
+    server = uvicorn.Server(config)
+    server.run()
+    if not server.started:
+        sys.exit(STARTUP_FAILURE)
 
 
 def _drained(signum, frame) -> None:
