@@ -41,11 +41,16 @@ test: install
 	$(BIN)/pytest
 
 # The whole suite: whole answers, streams (first chunk, per chunk), the most streams held at once.
+# What one `make bench` measured, for the table of targets at its end.
+MEASURED := bench/.work/measured.json
+
 bench: install
 	$(BIN)/pip install --quiet -e '.[local,test,bench]'
-	$(BIN)/python bench/run.py
-	$(BIN)/python bench/streams.py
-	$(BIN)/python bench/stream_capacity.py
+	rm -f $(MEASURED)
+	$(BIN)/python bench/run.py --record $(MEASURED)
+	$(BIN)/python bench/streams.py --record $(MEASURED)
+	$(BIN)/python bench/stream_capacity.py --record $(MEASURED)
+	$(BIN)/python bench/targets.py $(MEASURED)
 
 bench-access: install
 	$(BIN)/python bench/access_cost.py

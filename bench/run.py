@@ -5,10 +5,11 @@ Starts bench/mock_upstream.py, nginx and a node in front of it, drives each with
 installed when missing) at each concurrency, and prints a markdown table that is also saved under
 bench/results/.
 
-    python bench/run.py [--duration 5] [--concurrency 1 32 256] [--quick]
+    python bench/run.py [--duration 5] [--concurrency 1 32 256] [--quick] [--no-litellm] [--record FILE]
 """
 
 import argparse
+import json
 import os
 import platform
 import re
@@ -157,6 +158,7 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 32, 256])
     parser.add_argument("--quick", action="store_true", help="one short round, to show the bench works")
     parser.add_argument("--no-litellm", action="store_true", help="skip LiteLLM (its install takes minutes)")
+    parser.add_argument("--record", metavar="FILE", help="add this run's numbers to FILE for bench/targets.py")
     options = parser.parse_args()
     duration = 1 if options.quick else options.duration
 
@@ -180,6 +182,7 @@ def main() -> None:
             wait_until_up(f"http://127.0.0.1:{mock_port}/")
             wait_until_up(f"http://127.0.0.1:{node_port}/health")
             wait_until_up(f"http://127.0.0.1:{nginx_port}/")
+            idle_rss = rss_mb(node.pid)
             rows, same_api = [], {}
             for connections in options.concurrency:
                 direct = run_wrk(wrk, f"http://127.0.0.1:{mock_port}/api/chat", connections, duration, str(script))
@@ -226,11 +229,13 @@ def main() -> None:
                 process.send_signal(signal.SIGTERM)
                 process.wait(10)
 
+    litellm_rps = {}
     if not (options.quick or options.no_litellm):
-        table_litellm = compare_litellm(wrk, duration, options.concurrency, same_api)
+        table_litellm, litellm_rps = compare_litellm(wrk, duration, options.concurrency, same_api)
     else:
         table_litellm = "\nLiteLLM: not measured in this run (--quick or --no-litellm).\n"
-    table = render(rows, duration) + render_paths(paths) + table_litellm
+    table = (render(rows, duration) + f"\nThe node's RSS idle (started, before any request): {idle_rss:.0f} MB.\n"
+             + render_paths(paths) + table_litellm)
     one_worker = paths[0][1]  # one worker, concurrency 32
     table += (f"\nWith `--workers {workers}` (concurrency 64): {scaled['rps']:,.0f} req/s, "
               f"{scaled['rps'] / one_worker['rps']:.2f} × one worker (wrk, the mock and the workers share the "
@@ -240,6 +245,12 @@ def main() -> None:
               f"{one_worker['rps'] * one_worker['cpu']:.2f} with one worker, {scaled['rps'] * scaled['cpu']:.2f} "
               f"with {workers} (what wrk and the mock leave it on this machine).\n")
     print(table)
+    at_32 = {connections: (floor, relayed) for connections, _, floor, relayed, _, _ in rows}.get(32)
+    record(options.record, rss_idle_mb=idle_rss, c1_added_p50_seed_us=paths[0][2],
+           c1_added_p50_same_api_us=paths[1][2], translated_cpu_ratio=paths[2][1]["cpu"] / paths[0][1]["cpu"],
+           workers_cpu_ratio=scaled["cpu"] / one_worker["cpu"], workers_rps_ratio=scaled["rps"] / one_worker["rps"],
+           **({"c32_share_of_nginx": at_32[1]["rps"] / at_32[0]["rps"]} if at_32 else {}),
+           **({"c32_times_litellm": same_api[32]["rps"] / litellm_rps[32]} if 32 in litellm_rps else {}))
     if not options.quick:
         path = save_result("passthrough", table)
         chart = draw_chart(rows, path.with_suffix(".png"))
@@ -247,6 +258,23 @@ def main() -> None:
             print(f"chart in {chart.relative_to(ROOT)}")
     if any(relayed["errors"] or relayed["socket_errors"] for _, _, _, relayed, _, _ in rows):
         sys.exit("the node answered some requests with errors; see the table")
+
+
+def machine_line() -> str:
+    cpu = re.search(r"^model name\s*:\s*(.+)$", Path("/proc/cpuinfo").read_text(), re.MULTILINE)
+    return (f"Machine: {platform.machine()}, {os.cpu_count()} cores{f' ({cpu.group(1)})' if cpu else ''}, "
+            f"Python {platform.python_version()}")
+
+
+def record(path: str | None, **values: float) -> None:
+    """Add `values` to the JSON file at `path`, which bench/targets.py reads (nothing when no path is given)."""
+    if not path:
+        return
+    file = Path(path)
+    measured = json.loads(file.read_text()) if file.exists() else {}
+    measured.update(values)
+    file.parent.mkdir(parents=True, exist_ok=True)
+    file.write_text(json.dumps(measured, indent=1))
 
 
 def save_result(name: str, table: str) -> Path:
@@ -332,9 +360,11 @@ def draw_chart(rows, path: Path) -> Path | None:
     return path
 
 
-def compare_litellm(wrk: str, duration: float, concurrency: list[int], node_same_api: dict[int, dict]) -> str:
+def compare_litellm(wrk: str, duration: float, concurrency: list[int],
+                    node_same_api: dict[int, dict]) -> tuple[str, dict[int, float]]:
     """LiteLLM's proxy and the node on the same path (an OpenAI client to an OpenAI-compatible upstream), at each
-    concurrency: throughput, added latency against the mock's own API, RSS and errors."""
+    concurrency: throughput, added latency against the mock's own API, RSS and errors. Returns the table and
+    LiteLLM's requests/s by concurrency."""
     mock_port, port = free_port(), free_port()
     rows = []
     with tempfile.TemporaryDirectory() as work:
@@ -368,7 +398,7 @@ def compare_litellm(wrk: str, duration: float, concurrency: list[int], node_same
                      f"| {litellm['errors']} {litellm['socket_errors']} | {node['rps']:,.0f} "
                      f"| {node['p50'] - direct['p50']:.0f} µs | {node['p99'] - direct['p99']:.0f} µs "
                      f"| {node['rps'] / litellm['rps']:.0f} × |")
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines) + "\n", {connections: litellm["rps"] for connections, _, litellm, _ in rows}
 
 
 def render_paths(paths) -> str:
@@ -386,8 +416,8 @@ def render(rows, duration: float) -> str:
     lines = [
         f"# POST /api/v1/chat pass-through, {date.today().isoformat()}",
         "",
-        f"Machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
-        f"one node worker, nginx with one worker; wrk -t1, {duration:g} s per cell; the mock upstream answers "
+        f"{machine_line()}, one node worker, nginx with one worker; wrk -t1, {duration:g} s per cell; the mock "
+        "upstream answers "
         "at once. Added latency = the proxy's percentile minus the direct one.",
         "",
         "| concurrency | direct req/s | nginx req/s | node req/s | node / nginx | nginx added p50 | nginx added p99 "

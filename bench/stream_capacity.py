@@ -8,7 +8,7 @@ stream's own length plus a minute. A target's steps stop at the first one with a
 processes) is sampled every half second.
 
     python bench/stream_capacity.py [--steps 1000 2000 4000 8000] [--chunks 20] [--interval-ms 250]
-                                    [--no-litellm] [--quick]
+                                    [--no-litellm] [--quick] [--record FILE]
 """
 
 import argparse
@@ -31,6 +31,7 @@ from run import (  # noqa: E402
     LITELLM_VERSION,
     ensure_tools,
     free_port,
+    record,
     rss_mb,
     save_result,
     start_litellm,
@@ -94,6 +95,7 @@ def main() -> None:
     parser.add_argument("--interval-ms", type=float, default=250)
     parser.add_argument("--no-litellm", action="store_true", help="skip LiteLLM (its install takes minutes)")
     parser.add_argument("--quick", action="store_true", help="small steps without LiteLLM, not saved")
+    parser.add_argument("--record", metavar="FILE", help="add this run's numbers to FILE for bench/targets.py")
     options = parser.parse_args()
     if options.quick:
         options.steps, options.chunks, options.interval_ms, options.no_litellm = [20, 50], 3, 50, True
@@ -126,6 +128,11 @@ def main() -> None:
                 stop(process)
     table = render(results, options)
     print(table)
+    node_steps = {streams: (failures, peak) for streams, failures, peak in results.get("llmrelay", [])}
+    held = [streams for streams, (failures, _) in node_steps.items() if not failures]
+    failures_1000, peak_1000 = node_steps.get(1000, (True, None))
+    record(options.record, most_streams_held=max(held, default=0),
+           **({} if failures_1000 else {"rss_1000_streams_mb": peak_1000}))
     if not options.quick:
         save_result("stream-capacity", table)
 

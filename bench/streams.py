@@ -7,6 +7,7 @@ stream is recorded on a raw socket. Added time to first chunk = node minus direc
 chunk = the extra spread between first and last chunk, divided by the chunks in between (median).
 
     python bench/streams.py [--rounds 4] [--requests 50] [--chunks 20] [--interval-ms 5] [--no-litellm] [--quick]
+                            [--record FILE]
 """
 
 import argparse
@@ -29,6 +30,7 @@ from run import (  # noqa: E402
     LITELLM_VERSION,
     ensure_tools,
     free_port,
+    record,
     save_result,
     start_litellm,
     start_nginx,
@@ -80,6 +82,7 @@ def main() -> None:
     parser.add_argument("--chunks", type=int, default=20)
     parser.add_argument("--interval-ms", type=float, default=5)
     parser.add_argument("--no-litellm", action="store_true", help="skip LiteLLM (its install takes minutes)")
+    parser.add_argument("--record", metavar="FILE", help="add this run's numbers to FILE for bench/targets.py")
     parser.add_argument("--quick", action="store_true",
                         help="one short round without LiteLLM, not saved: to show the bench works")
     options = parser.parse_args()
@@ -141,6 +144,9 @@ def main() -> None:
         render_litellm(litellm_rounds),
     ]) + "\n"
     print(table)
+    (ndjson, sse) = ([statistics.median(column) * 1e6 for column in zip(*rounds[name])] for name, *_ in APIS)
+    record(options.record, first_chunk_added_ndjson_us=ndjson[3], first_chunk_added_sse_us=sse[3],
+           per_chunk_added_ndjson_us=ndjson[5], per_chunk_added_sse_us=sse[5])
     if not options.quick:
         save_result("streams", table)
 
