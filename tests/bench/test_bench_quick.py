@@ -79,3 +79,15 @@ def test_targets_table_says_which_target_each_number_meets():
                   "first_chunk_added_sse_us": 188.0, "per_chunk_added_ndjson_us": 17.0,
                   "per_chunk_added_sse_us": 14.0, "rss_1000_streams_mb": 72.0}
     assert "Every target met in this run." in targets.render(everything)
+
+
+def test_clients_bench_runs_every_server_and_client():
+    result = subprocess.run([sys.executable, str(ROOT / "bench" / "clients.py"), "--quick"], capture_output=True,
+                            text=True, timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
+    table = result.stdout
+    for row in ("| uvicorn (httptools, uvloop), llmrelay's client |", "| uvicorn (httptools, uvloop), aiohttp's client |",
+                "| uvicorn (httptools, uvloop), httpx's client |", "| the node's server protocol, llmrelay's client |",
+                "| the node (/api/v1/chat, everything on) |"):
+        assert row in table, table
+    assert "saved to" not in table
