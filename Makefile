@@ -50,6 +50,7 @@ bench: install
 	$(BIN)/python bench/run.py --record $(MEASURED)
 	$(BIN)/python bench/streams.py --record $(MEASURED)
 	$(BIN)/python bench/stream_capacity.py --record $(MEASURED)
+	$(BIN)/python bench/clients.py
 	$(BIN)/python bench/targets.py $(MEASURED)
 
 bench-access: install
