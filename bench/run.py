@@ -417,8 +417,7 @@ def render(rows, duration: float) -> str:
         f"# POST /api/v1/chat pass-through, {date.today().isoformat()}",
         "",
         f"{machine_line()}, one node worker, nginx with one worker; wrk -t1, {duration:g} s per cell; the mock "
-        "upstream answers "
-        "at once. Added latency = the proxy's percentile minus the direct one.",
+        "upstream answers at once. Added latency = the proxy's percentile minus the direct one.",
         "",
         "| concurrency | direct req/s | nginx req/s | node req/s | node / nginx | nginx added p50 | nginx added p99 "
         "| node added p50 | node added p99 | nginx RSS | node RSS | node errors |",

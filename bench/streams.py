@@ -144,7 +144,7 @@ def main() -> None:
         render_litellm(litellm_rounds),
     ]) + "\n"
     print(table)
-    (ndjson, sse) = ([statistics.median(column) * 1e6 for column in zip(*rounds[name])] for name, *_ in APIS)
+    ndjson, sse = ([statistics.median(column) * 1e6 for column in zip(*rounds[name])] for name, *_ in APIS)
     record(options.record, first_chunk_added_ndjson_us=ndjson[3], first_chunk_added_sse_us=sse[3],
            per_chunk_added_ndjson_us=ndjson[5], per_chunk_added_sse_us=sse[5])
     if not options.quick:

@@ -1,9 +1,8 @@
 """The speed targets the node is built to (issue 9), checked against what one `make bench` measured.
 
 run.py, streams.py and stream_capacity.py each add their numbers to a JSON file when given `--record FILE`
-(run.py's `record`);
-this reads that file and prints (and keeps under bench/results/) one table: each target, what this run
-measured, and whether it is met. Nothing fails on a miss: on a shared or slow machine the absolute targets
+(run.py's `record`); this reads that file and prints (and keeps under bench/results/) one table: each target,
+what that run measured, and whether it is met. Nothing fails on a miss: on a shared or slow machine the absolute targets
 move with the machine (bench/README.md), while the ratios against nginx and LiteLLM hold.
 
     python bench/targets.py FILE [--quick]

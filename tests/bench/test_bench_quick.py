@@ -86,8 +86,10 @@ def test_clients_bench_runs_every_server_and_client():
                             text=True, timeout=300)
     assert result.returncode == 0, result.stdout + result.stderr
     table = result.stdout
-    for row in ("| uvicorn (httptools, uvloop), llmrelay's client |", "| uvicorn (httptools, uvloop), aiohttp's client |",
-                "| uvicorn (httptools, uvloop), httpx's client |", "| the node's server protocol, llmrelay's client |",
+    for row in ("| uvicorn (httptools, uvloop), llmrelay's client |",
+                "| uvicorn (httptools, uvloop), aiohttp's client |",
+                "| uvicorn (httptools, uvloop), httpx's client |",
+                "| the node's server protocol, llmrelay's client |",
                 "| the node (/api/v1/chat, everything on) |"):
         assert row in table, table
     assert "saved to" not in table
