@@ -31,17 +31,24 @@ def usage_row(r: RequestRecord) -> tuple:
 
 
 NICER_BY = 10
+IDLE_BATCH = 100  # rows per batch at the idle priority: the most a writer taking over may wait for
+CATCH_UP = 20 * BATCH  # rows waiting beyond which a writer at a working priority takes over
+
+
+def _on_idle_cores() -> bool:
+    """Run this thread only on a core nothing else wants (SCHED_IDLE; on Linux each thread has its own policy).
+    False where that cannot be set (another system, a seccomp filter)."""
+    if not sys.platform.startswith("linux"):
+        return False  # elsewhere a thread id is no process id: the call could reach another process
+    try:
+        os.sched_setscheduler(threading.get_native_id(), os.SCHED_IDLE, os.sched_param(0))
+    except OSError:
+        return False
+    return True
 
 
 def give_way_to_requests() -> None:
-    """Lower this thread's CPU priority (on Linux each thread has its own nice value).
-
-    The database's work runs without the GIL, on whichever core is free, and on a busy machine that core was
-    often the event loop's: at concurrency 1 the batches raised the added p99 from ~0.4 ms (no usage records)
-    to 1.2-1.5 ms. At a lower priority the writer gives way the moment a request wakes the loop (0.6-0.85 ms)
-    and still has the idle time between requests. Only this thread: a thread that holds the GIL longer (the
-    recorder) must not be descheduled while the loop waits for it (tried: p99 got worse).
-    """
+    """Lower this thread's CPU priority by NICER_BY (on Linux each thread has its own nice value)."""
     if not sys.platform.startswith("linux"):
         return  # elsewhere a thread id is no process id: setpriority could reach another process
     try:
@@ -52,15 +59,34 @@ def give_way_to_requests() -> None:
 
 
 class UsageWriter:
+    """Rows are written by one thread at a time, on idle cores when it can.
+
+    The database's work runs without the GIL, on whichever core is free, and on a busy machine that core was
+    often the one a request's next step wanted (the event loop's, or the process's at the other end). At
+    concurrency 1 (bench, 4 alternating rounds): p99 1.25-1.47 ms with the writer at the loop's priority,
+    0.72-1.09 ms 10 nice levels below, 0.46-0.63 ms at SCHED_IDLE, 0.34-0.61 ms with no usage records at all.
+    But a thread at SCHED_IDLE gets almost no time on a saturated machine (80,000-120,000 rows behind after 10 s
+    with two workers, wrk and the mock on two cores), and without privileges it cannot leave that policy. So
+    when CATCH_UP rows wait, the recorder's thread starts a writer 10 nice levels below the loop (as the
+    writer was before) that takes over once the idle one has finished its batch; having caught up, it moves
+    itself to the idle cores. The recorder's own thread is not lowered: one that holds the GIL that long must
+    not be descheduled while the loop waits for it (tried: p99 got worse).
+    """
+
     def __init__(self, database: Database):
         self.database = database
         self.written = 0
         self.dropped = 0
-        self._rows: deque[tuple] = deque()  # appended by the recorder's thread, taken by this one
+        self._rows: deque[tuple] = deque()  # appended by the recorder's thread, taken by the writing one
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._failing = False
-        self._thread = threading.Thread(target=self._run, name="llmrelay-usage", daemon=True)
+        self._idle = False  # the writer runs on idle cores (else it is one taking over)
+        self._thread: threading.Thread
+        self._start_writer(None)
+
+    def _start_writer(self, previous: threading.Thread | None) -> None:
+        self._thread = threading.Thread(target=self._run, args=(previous,), name="llmrelay-usage", daemon=True)
         self._thread.start()
 
     def __call__(self, records: list[RequestRecord], dropped: int) -> None:
@@ -73,6 +99,9 @@ class UsageWriter:
             self.dropped += len(rows) - max(0, room)
             rows = rows[:max(0, room)]
         self._rows.extend(rows)
+        if len(self._rows) >= CATCH_UP and self._idle and not self._failing and not self._stop.is_set():
+            self._idle = False
+            self._start_writer(self._thread)  # from this thread: a new one inherits its (working) priority
         if len(self._rows) >= BATCH:
             self._wake.set()
 
@@ -85,7 +114,7 @@ class UsageWriter:
         self._wake.set()
         self._thread.join(timeout=30)
         for _ in range(CLOSE_ATTEMPTS):
-            if not self._rows or not self._write_batch():
+            if not self._rows or not self._write_batch(BATCH):
                 break
         if self._rows:
             log.error("%d usage records could not be written to %s before the node stopped",
@@ -93,17 +122,29 @@ class UsageWriter:
         if self.dropped:
             log.error("%d usage records were dropped: the database fell too far behind", self.dropped)
 
-    def _run(self) -> None:
-        give_way_to_requests()
-        while not self._stop.is_set():
+    def _run(self, previous: threading.Thread | None) -> None:
+        if previous is not None:  # taking over from a writer on idle cores that fell behind
+            give_way_to_requests()
+            previous.join()  # one writer at a time: it ends after the batch it holds (IDLE_BATCH rows at most)
+        elif _on_idle_cores():
+            self._idle = True
+        else:
+            give_way_to_requests()
+        this = threading.current_thread()
+        while self._thread is this:
+            while self._rows and self._thread is this and not self._stop.is_set():
+                if not self._write_batch(IDLE_BATCH if self._idle else BATCH):
+                    break  # the database fails: the rows wait for the next round
+                if not self._idle and previous is not None and len(self._rows) < BATCH:
+                    self._idle = _on_idle_cores()  # caught up: back to the idle cores
+            if self._stop.is_set():
+                return  # close() writes what is left
             self._wake.wait(INTERVAL)
             self._wake.clear()
-            while self._rows and self._write_batch() and len(self._rows) >= BATCH:
-                pass
 
-    def _write_batch(self) -> bool:
-        """Write up to BATCH rows; True when they landed."""
-        batch = [self._rows[i] for i in range(min(BATCH, len(self._rows)))]
+    def _write_batch(self, size: int) -> bool:
+        """Write up to `size` rows; True when they landed."""
+        batch = [self._rows[i] for i in range(min(size, len(self._rows)))]
         try:
             self.database.insert_usage(batch)
         except Exception as exc:  # noqa: BLE001 - keep the rows and try again next round
