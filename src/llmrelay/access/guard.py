@@ -69,17 +69,8 @@ class AccessGuard:
             budgets.append(budget)
         if not budgets:
             return
-        estimate = ex.body_size // BYTES_PER_TOKEN
-        if self._store_resting():
-            await self.local_limits.admit(budgets, estimate)
-            return
-        try:
-            await self.limits.admit(budgets, estimate)
-        except RelayError:
-            raise
-        except Exception as exc:  # noqa: BLE001 - the counters' store is down: count here meanwhile
-            self._store_failed("rate limits counted by this node alone", exc)
-            await self.local_limits.admit(budgets, estimate)
+        await self._count(self.limits.admit, self.local_limits.admit, budgets, ex.body_size // BYTES_PER_TOKEN,
+                          "rate limits counted by this node alone")
 
     async def settle(self, ex) -> None:
         """Charge the tokens of a finished request to the budgets that count tokens.
@@ -96,17 +87,20 @@ class AccessGuard:
         budgets = [budget for budget in budgets if budget is not None and budget.counts_tokens]
         if not budgets:
             return
-        if self._store_resting():
-            await self.local_limits.charge(budgets, tokens)
-            return
-        try:
-            await self.limits.charge(budgets, tokens)
-        except Exception as exc:  # noqa: BLE001 - a lost charge must not fail anything else
-            self._store_failed("tokens counted by this node alone", exc)
-            await self.local_limits.charge(budgets, tokens)
+        await self._count(self.limits.charge, self.local_limits.charge, budgets, tokens,
+                          "tokens counted by this node alone")
 
-    def _store_resting(self) -> bool:
-        return time.monotonic() < self._store_down_until
+    async def _count(self, shared, local, budgets: list[Budget], amount: int, what: str) -> None:
+        """`shared(budgets, amount)` on the limits' store, or `local(...)` on this node's own counters while the
+        store is away (a refusal, RateLimited, is no failure of the store)."""
+        if time.monotonic() >= self._store_down_until:
+            try:
+                return await shared(budgets, amount)
+            except RelayError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - the counters' store is down: count here meanwhile
+                self._store_failed(what, exc)
+        await local(budgets, amount)
 
     def _store_failed(self, what: str, exc: Exception) -> None:
         """Leave the store alone for STORE_RETRY_SECONDS, and say so in the log, at most once every

@@ -16,7 +16,7 @@ class ScriptBatch:
         self.redis = redis
         self._waiting: list[tuple] = []  # (script, keys, args, future)
         self._busy = False
-        self._flusher: asyncio.Task | None = None
+        self._flusher: asyncio.Task | None = None  # held: the loop keeps only a weak reference to a task
 
     async def run(self, script, keys: list, args: list):
         if not self._busy:
