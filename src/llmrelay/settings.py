@@ -125,6 +125,9 @@ class Settings(BaseSettings):
     cooldown_failures: int = Field(3, gt=0, validation_alias=_env("LLMRELAY_COOLDOWN_FAILURES", "cooldown_failures"))
     cooldown_window: float = Field(60.0, gt=0, validation_alias=_env("LLMRELAY_COOLDOWN_WINDOW", "cooldown_window"))
     cooldown_seconds: float = Field(30.0, gt=0, validation_alias=_env("LLMRELAY_COOLDOWN_SECONDS", "cooldown_seconds"))
+    # The longest an upstream's Retry-After may keep a deployment out of rotation (one answer must not
+    # refuse a model for an hour).
+    cooldown_max: float = Field(60.0, gt=0, validation_alias=_env("LLMRELAY_COOLDOWN_MAX", "cooldown_max"))
     probe_interval: float = Field(0.0, ge=0, validation_alias=_env("LLMRELAY_PROBE_INTERVAL", "probe_interval"))
     idle_timeout: float = Field(120.0, gt=0, validation_alias=_env("LLMRELAY_IDLE_TIMEOUT", "idle_timeout"))
     total_timeout: float = Field(1800.0, gt=0, validation_alias=_env("LLMRELAY_TOTAL_TIMEOUT", "total_timeout"))
