@@ -65,6 +65,11 @@ OLLAMA_RUNTIME_OPTIONS = frozenset({
     "num_keep", "vocab_only", "f16_kv", "logits_all", "embedding_only"})
 
 
+# Requests larger than this are parsed and translated in a worker thread: a 10 MB conversation takes the
+# event loop for seconds, and every other request on the node would wait behind it.
+OFF_LOOP_BYTES = 512 * 1024
+
+
 @dataclass(slots=True)
 class Chat:
     model: str
@@ -85,6 +90,7 @@ class Chat:
     untranslated: list[str] = field(default_factory=list)
     drop_untranslated: bool = False
     received_ns: int = 0  # time.monotonic_ns() when the node received it, for durations in answers
+    size: int = 0  # bytes of the request it was decoded from (OFF_LOOP_BYTES)
 
     def ollama_only_options(self) -> list[str]:
         """Ollama options that change the answer and that only Ollama understands (for error messages)."""

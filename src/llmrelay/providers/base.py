@@ -1,8 +1,11 @@
 """What every chat provider does the same way: encode, send, then decode a whole answer or a stream."""
 
+import asyncio
 from collections.abc import AsyncIterator, Callable
 
-from llmrelay.core.chat import Chat, ChatEvent
+import orjson
+
+from llmrelay.core.chat import OFF_LOOP_BYTES, Chat, ChatEvent
 from llmrelay.core.errors import BadRequest
 from llmrelay.providers.http_client import UpstreamClient
 from llmrelay.providers.upstream import Upstream
@@ -33,7 +36,11 @@ class ChatProvider:
 
     async def chat(self, chat: Chat, upstream: Upstream, model: str, options: dict) -> AsyncIterator[ChatEvent]:
         """Send the chat; return its events once the upstream has accepted it (errors are raised before)."""
-        request, unsupported = type(self).encode(chat, model, options)
+        if chat.size < OFF_LOOP_BYTES:
+            request, unsupported = type(self).encode(chat, model, options)
+        else:
+            request, unsupported = await asyncio.to_thread(type(self).encode, chat, model, options)
+            request = await asyncio.to_thread(orjson.dumps, request)
         refuse_untranslatable(chat, unsupported, self.kind)
         if not chat.stream:
             data = await post_for_json(self.client, upstream, self.chat_url(upstream, model), request)

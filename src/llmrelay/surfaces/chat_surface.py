@@ -5,6 +5,7 @@ A request whose model is served by an upstream speaking the surface's own API pa
 neutral `Chat`, answered by the gateway, and the events are encoded back into the surface's wire format.
 """
 
+import asyncio
 import time
 from collections.abc import AsyncIterator, Awaitable
 
@@ -12,7 +13,7 @@ import orjson
 
 from llmrelay.access.limits import BYTES_PER_TOKEN
 from llmrelay.asgi import Exchange
-from llmrelay.core.chat import Chat, ChatEvent, Completion, Finish, collect
+from llmrelay.core.chat import OFF_LOOP_BYTES, Chat, ChatEvent, Completion, Finish, collect
 from llmrelay.core.errors import RelayError
 from llmrelay.core.json_bytes import replace_top_level_string
 from llmrelay.providers.http1 import Response
@@ -83,7 +84,7 @@ class ChatSurface:
         if body is None:
             body = await ex.read_body(self.max_body_bytes)
         ex.error_body = self.error_body
-        request = json_object(body)
+        request = json_object(body) if len(body) < OFF_LOOP_BYTES else await asyncio.to_thread(json_object, body)
         model = model_of(request)
         await ex.use_model(model)
         route = self.gateway.route(model)
@@ -103,7 +104,9 @@ class ChatSurface:
         async def translated(deployment: Deployment):
             nonlocal chat
             if chat is None:
-                chat = self.decode(request)
+                chat = (self.decode(request) if len(body) < OFF_LOOP_BYTES
+                        else await asyncio.to_thread(self.decode, request))
+                chat.size = len(body)
                 # read only when translating: the same API never drops anything
                 chat.drop_untranslated = (ex.header(DROP_PARAMS_HEADER) or b"").lower() in (b"true", b"1", b"yes")
                 chat.received_ns = time.monotonic_ns()

@@ -9,11 +9,14 @@ HOP_BY_HOP = frozenset({
     b"te", b"trailer", b"transfer-encoding", b"upgrade",
 })
 
-# Client headers that must never reach an upstream: the node's own credentials and controls, cookies,
-# and what the HTTP client sets itself.
-_NOT_UPSTREAM = HOP_BY_HOP | {
-    b"host", b"content-length", b"expect", b"authorization", b"cookie", b"x-api-key", b"api-key",
-    b"accept-encoding", b"x-request-id",
+# Client headers relayed to an upstream of the client's own API, by allowlist: what describes the request and
+# the API features it asks for. Everything else stays at the node: credentials and organization or project ids
+# (never next to the node's key: configure them on the deployment's `headers`), cookies, hop-by-hop headers,
+# the node's own X-LLMRelay-* controls, and anything unknown.
+_FORWARDED = frozenset({b"content-type", b"accept", b"user-agent", b"traceparent", b"tracestate"})
+FORWARDED_HEADERS = {
+    "openai": _FORWARDED | {b"openai-beta"},
+    "anthropic": _FORWARDED | {b"anthropic-version", b"anthropic-beta"},
 }
 
 # Upstream headers the node replaces with its own or that belong to the node-upstream connection.
@@ -26,22 +29,23 @@ def _listed(connection: bytes) -> frozenset[bytes]:
 
 
 def upstream_request_lines(client_headers, upstream: Upstream, request_id: str) -> list[bytes]:
-    """The upstream request's header lines (b"name: value", as the HTTP client sends a list): client headers
-    minus hop-by-hop ones and secrets, the upstream's defaults where the client sent none, its credentials, and
-    a user agent. One pass, straight to the lines: a dict in between cost ~10 µs of a cold first chunk. Names
-    arrive lower-cased (the server protocol does it); a name the client repeats is relayed each time."""
+    """The upstream request's header lines (b"name: value", as the HTTP client sends a list): the client's
+    headers that its upstream's allowlist names, the upstream's defaults where the client sent none, its
+    credentials, a user agent, and the request id. One pass, straight to the lines: a dict in between cost
+    ~10 µs of a cold first chunk. Names arrive lower-cased (the server protocol does it)."""
     defaults, auth_names, auth_lines = _upstream_lines(upstream)
+    allowed = FORWARDED_HEADERS.get(upstream.name, _FORWARDED)
     lines = []
     names = []  # of the relayed lines, in step
     connection = None
     for key, value in client_headers:
-        if key in _NOT_UPSTREAM:
-            if key == b"connection":
-                connection = value
-        elif not key.startswith(b"x-llmrelay-") and key not in auth_names:
-            lines.append(key + b": " + value)
-            names.append(key)
-    if connection is not None:
+        if key in allowed:
+            if key not in auth_names:
+                lines.append(key + b": " + value)
+                names.append(key)
+        elif key == b"connection":
+            connection = value
+    if connection is not None:  # a sender may mark any header hop-by-hop
         listed = _listed(connection)
         kept = [index for index, name in enumerate(names) if name not in listed]
         lines, names = [lines[index] for index in kept], [names[index] for index in kept]
