@@ -5,6 +5,7 @@ from collections.abc import AsyncIterator
 
 import orjson
 
+from llmrelay.core import json_depth
 from llmrelay.core.chat import (
     Chat,
     ChatEvent,
@@ -56,7 +57,7 @@ def _blocks(message: Message) -> list[dict]:
 
 def _arguments_object(arguments: str):
     try:
-        return orjson.loads(arguments or "{}")
+        return json_depth.loads(arguments or "{}", "a tool call's arguments")
     except orjson.JSONDecodeError:
         raise BadRequest("a tool call's arguments are not valid JSON; Anthropic needs them as a JSON object") from None
 

@@ -5,6 +5,7 @@ from urllib.parse import urlsplit
 
 import orjson
 
+from llmrelay.core import json_depth
 from llmrelay.core.chat import (
     OLLAMA_OPTION_OF_PARAM,
     Chat,
@@ -78,7 +79,7 @@ def encode_chat(chat: Chat, model: str, options: dict) -> tuple[dict, list[str]]
 
 def _arguments_object(arguments: str):
     try:
-        return orjson.loads(arguments or "{}")
+        return json_depth.loads(arguments or "{}", "a tool call's arguments")
     except orjson.JSONDecodeError:
         raise BadRequest("a tool call's arguments are not valid JSON; Ollama needs them as a JSON object") from None
 

@@ -5,6 +5,7 @@ from collections.abc import AsyncIterator
 
 import orjson
 
+from llmrelay.core import json_depth
 from llmrelay.core.errors import (
     RelayError,
     UpstreamTimeout,
@@ -19,9 +20,11 @@ MAX_RECORD_BYTES = 16 * 1024 * 1024  # one NDJSON line or SSE event; more means 
 MAX_ERROR_BYTES = 64 * 1024
 
 
-async def post_json(client: UpstreamClient, upstream: Upstream, url: str, payload: dict) -> Response:
-    """POST `payload`; return the response once it is known to be a success, else raise the node's error."""
-    response = await client.post(upstream, orjson.dumps(payload), upstream.headers(), url)
+async def post_json(client: UpstreamClient, upstream: Upstream, url: str, payload: dict | bytes) -> Response:
+    """POST `payload` (or its JSON already serialised); return the response once it is known to be a success,
+    else raise the node's error."""
+    body = payload if payload.__class__ is bytes else orjson.dumps(payload)
+    response = await client.post(upstream, body, upstream.headers(), url)
     if response.status >= 400:
         try:
             raise await error_from_response(upstream, response)
@@ -30,7 +33,7 @@ async def post_json(client: UpstreamClient, upstream: Upstream, url: str, payloa
     return response
 
 
-async def post_for_json(client: UpstreamClient, upstream: Upstream, url: str, payload: dict) -> dict:
+async def post_for_json(client: UpstreamClient, upstream: Upstream, url: str, payload: dict | bytes) -> dict:
     """POST `payload` and return the upstream's whole JSON answer, the connection released either way."""
     response = await post_json(client, upstream, url, payload)
     try:
@@ -71,6 +74,9 @@ async def read_json(upstream: Upstream, response: Response) -> dict:
         body = await response.read()
     except OSError as exc:
         raise broken_off(upstream, exc) from None
+    if json_depth.too_deep(body):
+        raise UpstreamUnavailable(f"the {upstream.name} upstream answered with JSON nested more than "
+                                  f"{json_depth.MAX_DEPTH} levels deep")
     try:
         return orjson.loads(body)
     except orjson.JSONDecodeError:
@@ -139,6 +145,9 @@ def _parse_event(raw: bytes) -> tuple[str, str] | None:
 
 
 def _json_record(upstream: Upstream, line: bytes) -> dict:
+    if json_depth.too_deep(line):
+        raise UpstreamUnavailable(f"the {upstream.name} upstream sent JSON nested more than {json_depth.MAX_DEPTH} "
+                                  "levels deep")
     try:
         record = orjson.loads(line)
     except orjson.JSONDecodeError:

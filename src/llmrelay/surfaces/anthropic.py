@@ -3,6 +3,7 @@
 import orjson
 
 from llmrelay.asgi import Exchange
+from llmrelay.core import json_depth
 from llmrelay.core.chat import (
     Chat,
     Completion,
@@ -196,8 +197,8 @@ class AnthropicSurface(ChatSurface):
             content.append({"type": "text", "text": completion.text})
         for call in completion.tool_calls:
             try:
-                arguments = orjson.loads(call.arguments or "{}")
-            except orjson.JSONDecodeError:
+                arguments = json_depth.loads(call.arguments or "{}", "a tool call's arguments")
+            except (orjson.JSONDecodeError, BadRequest):  # not JSON, or nested too deep to serialise
                 arguments = {}
             content.append({"type": "tool_use", "id": call.id, "name": call.name, "input": arguments})
         return {"id": message_id(), "type": "message", "role": "assistant", "model": chat.model, "content": content,

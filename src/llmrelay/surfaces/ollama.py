@@ -6,6 +6,7 @@ import time
 import orjson
 
 from llmrelay.asgi import Exchange
+from llmrelay.core import json_depth
 from llmrelay.core.chat import (
     OLLAMA_OPTION_OF_PARAM,
     Chat,
@@ -126,8 +127,8 @@ def _created_at() -> str:
 
 def _arguments(arguments: str):
     try:
-        return orjson.loads(arguments or "{}")
-    except orjson.JSONDecodeError:
+        return json_depth.loads(arguments or "{}", "a tool call's arguments")
+    except (orjson.JSONDecodeError, BadRequest):  # not JSON, or nested too deep to serialise
         return {}
 
 

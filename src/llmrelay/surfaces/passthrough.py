@@ -1,12 +1,15 @@
 """The seed's endpoint, `POST /api/v1/chat`: the body goes to the upstream chosen by its model, byte for
 byte, and the upstream's status, headers and bytes come back as they arrive."""
 
+import asyncio
 from collections.abc import Awaitable
 
 import orjson
 
 from llmrelay.access.limits import BYTES_PER_TOKEN
 from llmrelay.asgi import Exchange
+from llmrelay.core import json_depth
+from llmrelay.core.chat import OFF_LOOP_BYTES
 from llmrelay.core.errors import (
     BadRequest,
     NoUpstream,
@@ -42,7 +45,7 @@ class PassthroughSurface:
     async def cloudflare(self, ex: Exchange) -> None:
         """`POST /api/v1/chat/cf`: the body goes as it is to Cloudflare Workers AI's `LLM_CF_URL/<model>`."""
         body = await ex.read_body(self.max_body_bytes)
-        model = requested_model(body)
+        model = requested_model(body) if len(body) < OFF_LOOP_BYTES else await asyncio.to_thread(requested_model, body)
         await ex.use_model(model)
         upstream = self.routes.cloudflare
         if upstream is None:
@@ -53,7 +56,7 @@ class PassthroughSurface:
 
     async def chat(self, ex: Exchange) -> None:
         body = await ex.read_body(self.max_body_bytes)
-        model = requested_model(body)
+        model = requested_model(body) if len(body) < OFF_LOOP_BYTES else await asyncio.to_thread(requested_model, body)
         if self.routes.is_local(model):
             await self.local_chat(ex, body)  # which names the model itself
             return
@@ -111,7 +114,7 @@ def requested_model(body: bytes) -> str:
 
 def json_object(body: bytes) -> dict:
     try:
-        request = orjson.loads(body)
+        request = json_depth.loads(body)
     except orjson.JSONDecodeError as exc:
         raise BadRequest(f"the request body is not valid JSON ({exc}); send a JSON object") from None
     if not isinstance(request, dict):
