@@ -18,11 +18,17 @@ class FakeCloudflare(FakeServer):
     def routes(self, app: web.Application) -> None:
         app.router.add_post("/ai/run/{model:.+}", self.run)
 
+    def error(self, status: int, message: str, headers: dict | None = None) -> web.Response:
+        return web.json_response({"result": None, "success": False, "errors": [{"code": 3043, "message": message}],
+                                  "messages": []}, status=status, headers=headers)
+
     async def run(self, request: web.Request) -> web.StreamResponse:
         if request.headers.get("Authorization") != f"Bearer {self.token}":
             return web.json_response({"result": None, "success": False, "errors": [
                 {"code": 10000, "message": "Authentication error"}], "messages": []}, status=401)
         body = json.loads(await request.read())
+        if early := self.fault(request.match_info["model"]):
+            return early
         if scenario(request.match_info["model"]) == "missing":
             return web.json_response({"result": None, "success": False, "errors": [
                 {"code": 5007, "message": f"No such model {request.match_info['model']}"}], "messages": []}, status=404)

@@ -68,6 +68,13 @@ class FakeOpenAI(FakeServer):
     def bad_request(self, message: str) -> web.Response:
         return _error(400, message)
 
+    def error(self, status: int, message: str, headers: dict | None = None) -> web.Response:
+        kind = {429: "requests", 500: "invalid_request_error", 503: "server_error"}.get(status, "server_error")
+        code = {429: "rate_limit_exceeded", 500: "model_not_found"}.get(status)
+        response = _error(status, message, code, kind)
+        response.headers.update(headers or {})
+        return response
+
     def _unauthorized(self, request: web.Request) -> web.Response | None:
         if request.headers.get("Authorization") == f"Bearer {self.api_key}":
             return None

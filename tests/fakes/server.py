@@ -8,7 +8,11 @@ holds its last chunk):
 - ``die-midway`` sends two chunks, then drops the connection without ending the stream;
 - ``hang``       sends one chunk, then waits forever;
 - ``slow``       waits ``slow_seconds`` before answering at all;
-- ``missing``    answers 404 in the upstream's own error shape.
+- ``missing``    answers 404 in the upstream's own error shape;
+- ``no-such-model-500``  answers 500 saying the model does not exist (as OpenAI-compatible servers that
+  mean 404 do), in the upstream's own error shape;
+- ``overloaded-503``     answers 503, the upstream overloaded;
+- ``rate-limited-hour``  answers 429 with `Retry-After: 3600`.
 """
 
 import asyncio
@@ -28,6 +32,7 @@ class Recorded:
     peer_port: int
     at: float = field(default_factory=time.monotonic)
     names: list[str] = field(default_factory=list)  # every header name as sent, lower-cased, repeats included
+    raw_path: str = ""  # the path as it came on the request line, percent-encoding included
 
 
 class FakeServer:
@@ -93,7 +98,8 @@ class FakeServer:
         body = await request.read()
         peer = request.transport.get_extra_info("peername") if request.transport else None
         self.requests.append(Recorded(request.method, request.path, dict(request.headers), body,
-                                      peer[1] if peer else 0, names=[name.lower() for name in request.headers]))
+                                      peer[1] if peer else 0, names=[name.lower() for name in request.headers],
+                                      raw_path=request.raw_path.split("?")[0]))
         try:
             return await handler(request)
         except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
@@ -102,6 +108,10 @@ class FakeServer:
 
     def bad_request(self, message: str) -> web.Response:
         return web.json_response({"error": message}, status=400)
+
+    def error(self, status: int, message: str, headers: dict | None = None) -> web.Response:
+        """An error in the upstream's own shape (Ollama's `{"error": "..."}` here; subclasses override)."""
+        return web.json_response({"error": message}, status=status, headers=headers)
 
     async def stream(self, request: web.Request, model: str, content_type: str, chunks: list[bytes]):
         """Send `chunks` as a chunked response, following the scenario the model's name picks."""
@@ -142,6 +152,12 @@ class FakeServer:
                 return web.json_response({"error": "slow down"}, status=429, headers={"Retry-After": "1"})
         if kind == "always-500":
             return web.json_response({"error": "internal error"}, status=500)
+        if kind == "no-such-model-500":
+            return self.error(500, f"The model `{model}` does not exist or you do not have access to it.")
+        if kind == "overloaded-503":
+            return self.error(503, "The server is overloaded or not ready yet.")
+        if kind == "rate-limited-hour":
+            return self.error(429, "Rate limit reached; try again in an hour.", {"Retry-After": "3600"})
         if kind == "malformed":
             return web.Response(body=b'{"model": "x", "message": {"content": "cut', content_type="application/json")
         if kind == "context-too-long":
@@ -155,7 +171,8 @@ class FakeServer:
 
 
 SCENARIOS = ("hold-last", "die-midway", "hang", "slow", "missing", "fail-once", "rate-limited-once", "malformed",
-             "always-500", "truncated", "context-too-long")
+             "always-500", "truncated", "context-too-long", "no-such-model-500", "overloaded-503",
+             "rate-limited-hour")
 
 
 def scenario(model: str) -> str | None:

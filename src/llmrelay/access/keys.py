@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import orjson
 
 from llmrelay.core.errors import BadRequest, Forbidden, NotFound, Unauthenticated
+from llmrelay.providers.model_path import model_name_problem
 from llmrelay.storage.database import Database
 
 log = logging.getLogger("llmrelay")
@@ -43,7 +44,10 @@ class ApiKey:
     def allows(self, model: str) -> bool:
         if self.models is None:
             return True
-        return any(model == allowed or (allowed.endswith("*") and model.startswith(allowed[:-1]))
+        # A pattern covers only names an upstream URL can carry as they are: `@cf/meta/../x` starts with
+        # `@cf/meta/` but would reach another path, so no pattern covers it (an exact entry still names it).
+        return any(model == allowed or (allowed.endswith("*") and model.startswith(allowed[:-1])
+                                        and model_name_problem(model) is None)
                    for allowed in self.models)
 
     def row(self) -> tuple:
@@ -120,7 +124,9 @@ class KeyStore:
     @staticmethod
     def check_model(key: ApiKey, model: str) -> None:
         if not key.allows(model):
-            raise Forbidden(f"the API key {key.id} may not use the model {model!r}; it may use: "
+            problem = model_name_problem(model)
+            why = f" ({problem}, so no pattern covers it)" if problem else ""
+            raise Forbidden(f"the API key {key.id} may not use the model {model[:200]!r}{why}; it may use: "
                             f"{', '.join(key.models or ())}")
 
     # ---- reading and changing the table (blocking: call through asyncio.to_thread) ----

@@ -4,7 +4,8 @@
   `<cluster>:keys` and bumps `<cluster>:keys:version`; every node re-reads the hash when the version moves,
   so a revocation holds everywhere within a poll (a quarter of a second) even without a shared database.
 - Cooldowns: a deployment taken out of rotation on one node is written as `<cluster>:cooldown:<id>` with
-  the cooldown as its TTL; the other nodes take it out too. Ids are hashes of the deployment's key, so no
+  the cooldown as its TTL; the other nodes take it out too. Ids are hashes of the deployment's key (its
+  upstream and model, as on each node: one model's cooldown never spreads to the upstream's others), so no
   URL (and no credential in one) reaches Redis.
 """
 

@@ -10,6 +10,9 @@ class RelayError(Exception):
     type = "internal_error"
     retryable = False  # another attempt (another deployment, or later) may succeed
     context_window = False  # the prompt is too long for this model; a larger one may take it
+    # The upstream failed because of this request's content (see `blames_request`): worth another attempt
+    # elsewhere, but no sign that the deployment is unwell, so it never counts towards a cooldown.
+    request_fault = False
 
     def __init__(self, message: str, *, headers: dict[str, str] | None = None):
         super().__init__(message)
@@ -78,6 +81,34 @@ _CONTEXT_WINDOW_WORDS = ("context length", "context window", "maximum context", 
                          "prompt is too long", "exceeds the context", "input is too long", "context_length_exceeded")
 
 
+# The statuses of a host (or a gateway in front of it) that is down, overloaded, too slow or refusing the
+# node's credentials: whatever the body says, these count towards a cooldown.
+_HOST_STATUSES = frozenset({401, 403, 408, 429, 502, 503, 504, 529})
+# Words of a 5xx error's message that blame the request, not the host (servers that answer 500 where they
+# mean 400 or 404: a missing model, a prompt too long, a field they cannot take).
+_REQUEST_FAULT_WORDS = ("not found", "does not exist", "no such model", "unknown model", "invalid",
+                        "unsupported", "not supported", "validation", "malformed", "bad request", "too long",
+                        "too large", "must be", "not allowed") + _CONTEXT_WINDOW_WORDS
+
+
+def blames_request(status: int, detail: str) -> bool:
+    """Whether an upstream's error answer was caused by the request's own content rather than by the host.
+
+    The rule: 502, 503, 504, 529 (and 401, 403, 408, 429) always blame the host, as do connection failures
+    and timeouts (which never get here). Any other 4xx blames the request. Any other 5xx (500 above all)
+    blames the request when its error message says the model does not exist, the context length is
+    exceeded, or the request is invalid (`_REQUEST_FAULT_WORDS`); otherwise the host. A failure that blames
+    the request is still tried elsewhere, but never counts towards the deployment's cooldown: one client's
+    odd request must not take a model away from everyone.
+    """
+    if status in _HOST_STATUSES:
+        return False
+    if status < 500:
+        return True
+    text = detail.lower()
+    return any(words in text for words in _REQUEST_FAULT_WORDS)
+
+
 def from_upstream_status(upstream: str, status: int, detail: str, retry_after: str | None = None) -> RelayError:
     """The node's error for an upstream's HTTP error, when the answer must be translated to another API.
 
@@ -98,4 +129,8 @@ def from_upstream_status(upstream: str, status: int, detail: str, retry_after: s
     if status in (401, 403):
         return UpstreamUnavailable(f"the {upstream} upstream refused the node's credentials ({status}: {detail}); "
                                    "the node's operator must fix its API key")
-    return UpstreamUnavailable(message)
+    error = UpstreamUnavailable(message)
+    if blames_request(status, detail):
+        error.request_fault = True
+        error.context_window = any(words in detail.lower() for words in _CONTEXT_WINDOW_WORDS)
+    return error

@@ -163,11 +163,22 @@ class _StateCollector:
                                     labels=("provider", "deployment"))
         cooldowns = CounterMetricFamily("llmrelay_cooldowns", "Times a deployment was taken out of rotation.",
                                         labels=("provider", "deployment"))
+        # Health is kept per model, but environment routes are labelled by upstream only (client-chosen names
+        # must not grow the metrics): one sample per label, in rotation while any of its models is.
+        by_label: dict[tuple[str, str], list] = {}
         for health, cooling in state.gateway.balancer.states():
             labels = (health.deployment.provider, health.deployment.label)
-            in_flight.add_metric(labels, health.in_flight)
-            healthy.add_metric(labels, 0 if cooling else 1)
-            cooldowns.add_metric(labels, health.cooldowns)
+            known = by_label.get(labels)
+            if known is None:
+                by_label[labels] = [health.in_flight, 0 if cooling else 1, health.cooldowns]
+            else:
+                known[0] += health.in_flight
+                known[1] = max(known[1], 0 if cooling else 1)
+                known[2] += health.cooldowns
+        for labels, (busy, up, cooled) in by_label.items():
+            in_flight.add_metric(labels, busy)
+            healthy.add_metric(labels, up)
+            cooldowns.add_metric(labels, cooled)
         yield in_flight
         yield healthy
         yield cooldowns

@@ -20,6 +20,7 @@ from llmrelay.core.chat import (
 from llmrelay.core.errors import BadRequest, UpstreamUnavailable
 from llmrelay.core.ids import tool_call_id
 from llmrelay.providers.base import ChatProvider
+from llmrelay.providers.model_path import model_path
 from llmrelay.providers.upstream import Upstream
 from llmrelay.providers.wire import json_data, sse_events
 
@@ -37,8 +38,19 @@ def cloudflare_upstream(token: str | None, base_url: str, setting: str = "LLM_CF
         idle_timeout=idle_timeout, total_timeout=total_timeout)
 
 
+_PATHS: dict[str, str] = {}  # model name -> its encoded path: one lookup per request after the first
+_PATHS_KEPT = 1024  # names come from clients: forgotten all at once beyond this
+
+
 def model_url(upstream: Upstream, model: str) -> str:
-    return upstream.base_url.rstrip("/") + "/" + model
+    """`{LLM_CF_URL}/{model}`, the name validated and encoded so that it never leaves `.../ai/run/`."""
+    path = _PATHS.get(model)
+    if path is None:
+        path = model_path(model)  # raises BadRequest for a name that would change the URL
+        if len(_PATHS) >= _PATHS_KEPT:
+            _PATHS.clear()
+        _PATHS[model] = path
+    return upstream.base_url.rstrip("/") + "/" + path
 
 
 def encode_chat(chat: Chat, model: str, options: dict) -> tuple[dict, list[str]]:

@@ -2,7 +2,11 @@
 
 Strategies: `least-busy` (fewest requests in flight), `weighted` (random by weight), `latency` (lowest
 moving average of time to first byte). A deployment that fails `cooldown_failures` times within
-`cooldown_window` seconds is out of rotation for `cooldown_seconds`, then tried again.
+`cooldown_window` seconds is out of rotation for `cooldown_seconds`, then tried again; one whose upstream
+answered with `Retry-After` is left alone that long, at most `cooldown_max` seconds.
+
+Health is kept per upstream and model (`Deployment.key`), so failures of one model never take the others
+on the same upstream out of rotation. Which failures count is the retrier's call (`RelayError.request_fault`).
 """
 
 import random
@@ -16,6 +20,9 @@ from llmrelay.routing.models import Deployment, Route
 from llmrelay.settings import Settings
 
 _EWMA = 0.2  # weight of the newest time-to-first-byte sample
+# Health entries of routes made from the environment, whose model names come from clients; past this many,
+# the least telling quarter is forgotten (idle ones first, those failing or cooling down last).
+ENVIRONMENT_HEALTH_KEPT = 1024
 
 
 @dataclass
@@ -80,6 +87,7 @@ class Balancer:
     def __init__(self, settings: Settings):
         self.settings = settings
         self.health: dict[str, Health] = {}
+        self._environment_entries = 0
         self.on_cooldown = None  # (Health) -> None: the cluster shares cooldowns (cluster/shared_state.py)
 
     def health_of(self, deployment: Deployment) -> Health:
@@ -93,8 +101,28 @@ class Balancer:
         if deployment.max_in_flight:
             admission = Admission(f"deployment {deployment.model} at {deployment.upstream.display_url}",
                                   deployment.max_in_flight, self.settings.queue_size, self.settings.queue_timeout)
+        if not deployment.configured:
+            if self._environment_entries >= ENVIRONMENT_HEALTH_KEPT:
+                self._forget_environment_entries()
+            self._environment_entries += 1
         health = self.health[deployment.key] = Health(deployment, admission)
         return health
+
+    def _forget_environment_entries(self) -> None:
+        """Drop a quarter of the environment routes' entries: first those with nothing to remember (no request
+        in flight, no recent failure), oldest first; a request still holding one releases it harmlessly."""
+        now = time.monotonic()
+        window = self.settings.cooldown_window
+
+        def telling(health: Health) -> int:
+            if health.cooling(now) or (health.failures and health.failures[-1] >= now - window):
+                return 2
+            return 1 if health.in_flight else 0
+        entries = [(key, health) for key, health in self.health.items() if not health.deployment.configured]
+        entries.sort(key=lambda entry: telling(entry[1]))  # stable: oldest first within each kind
+        for key, _ in entries[: max(1, len(entries) // 4)]:
+            del self.health[key]
+        self._environment_entries = len(entries) - max(1, len(entries) // 4)
 
     def pick(self, route: Route, tried: set[str]) -> tuple[Deployment, Health]:
         """A deployment of `route` for the next attempt, and its health; ones already tried come last."""
@@ -156,13 +184,15 @@ class Balancer:
                 self.on_cooldown(health)
 
     def respect_retry_after(self, health: Health, retry_after: str | None) -> None:
-        """An upstream that said when to come back is left alone until then."""
+        """An upstream that said when to come back is left alone until then, but at most `cooldown_max`
+        seconds: one answer (perhaps to one client's request) must not refuse a model for an hour."""
         try:
             seconds = float(retry_after) if retry_after else 0.0
         except ValueError:
             return
         if seconds > 0:
-            health.cooldown_until = max(health.cooldown_until, time.monotonic() + min(seconds, 3600))
+            seconds = min(seconds, self.settings.cooldown_max)
+            health.cooldown_until = max(health.cooldown_until, time.monotonic() + seconds)
 
     def recovered(self, health: Health) -> None:
         """A probe found it answering again: back into rotation before its cooldown ends."""

@@ -12,6 +12,7 @@ from llmrelay.providers.http_client import UpstreamClient
 from llmrelay.providers.local import LocalProvider
 from llmrelay.providers.ollama import OllamaProvider
 from llmrelay.providers.openai import OpenAIProvider
+from llmrelay.providers.upstream import Upstream
 from llmrelay.routing.balancer import Balancer
 from llmrelay.routing.models import Deployment, ModelCatalog, Route
 from llmrelay.routing.retry import Retrier
@@ -44,17 +45,21 @@ class Gateway:
         them cool it down); an answering one brings a cooled-down deployment back early."""
         while True:
             await asyncio.sleep(interval)
-            deployments = {d.key: d for route in self.catalog.configured.values() for d in route.deployments
-                           if d.provider != "local"}
-            for health in self.balancer.health.values():  # environment routes in use, too
-                deployments.setdefault(health.deployment.key, health.deployment)
-            reports = await asyncio.gather(*(self.client.probe(d.upstream, timeout) for d in deployments.values()))
-            for deployment, report in zip(deployments.values(), reports):
-                health = self.balancer.health_of(deployment)
-                if report["ready"]:
-                    self.balancer.recovered(health)
-                else:
-                    self.balancer.failure(health)
+            deployments = [d for route in self.catalog.configured.values() for d in route.deployments]
+            deployments += [health.deployment for health in self.balancer.health.values()]  # environment ones
+            # One probe per upstream, however many of its models are in use; its answer goes to each of them.
+            by_upstream: dict[Upstream, dict[str, Deployment]] = {}
+            for deployment in deployments:
+                if deployment.provider != "local":
+                    by_upstream.setdefault(deployment.upstream, {})[deployment.key] = deployment
+            reports = await asyncio.gather(*(self.client.probe(upstream, timeout) for upstream in by_upstream))
+            for group, report in zip(by_upstream.values(), reports):
+                for deployment in group.values():
+                    health = self.balancer.health_of(deployment)
+                    if report["ready"]:
+                        self.balancer.recovered(health)
+                    else:
+                        self.balancer.failure(health)
 
     def local_status(self) -> list[dict]:
         return [runtime.status() for runtime in self.local.runtimes.values()]

@@ -8,10 +8,11 @@ import os
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
-from llmrelay.core.errors import NoUpstream
+from llmrelay.core.errors import BadRequest, NoUpstream
 from llmrelay.providers.anthropic import anthropic_upstream
 from llmrelay.providers.cloudflare import cloudflare_upstream
 from llmrelay.providers.local import embedded_model_path, local_upstream
+from llmrelay.providers.model_path import MAX_MODEL_NAME
 from llmrelay.providers.ollama import ollama_upstream
 from llmrelay.providers.openai import openai_upstream
 from llmrelay.providers.upstream import Upstream
@@ -34,15 +35,17 @@ class Deployment:
     weight: float = 1.0
     max_in_flight: int | None = None
     configured: bool = False
-    # Identifies the deployment across requests (health, load, latency are kept per key). Routes made from the
-    # environment share their upstream's key, so client-chosen model names cannot grow the table.
+    # Identifies the deployment across requests (health, load, latency are kept per key): its upstream and
+    # model, so one model failing never takes the upstream's other models out of rotation. Routes made from
+    # the environment are marked apart from configured deployments, which may limit requests in flight.
     key: str = field(init=False)
     # Names it in metrics, usage records and /ready: provider, host, and the model when configured (never
     # credentials, and never a client-chosen name, which would let clients grow the metrics without bound).
     label: str = field(init=False)
 
     def __post_init__(self):
-        key = f"{self.provider} {self.upstream.chat_url}" + (f" {self.model}" if self.configured else "")
+        kind = self.provider if self.configured else self.provider + "+env"
+        key = f"{kind} {self.upstream.chat_url} {self.model}"
         object.__setattr__(self, "key", key)
         where = self.upstream.display_url
         host = where.rsplit("/", 1)[-1] if self.provider == "local" else urlsplit(where).netloc
@@ -69,6 +72,13 @@ def remember(cache: dict, key, value):
         cache.clear()
     cache[key] = value
     return value
+
+
+def check_length(model: str) -> None:
+    """Refuse a name longer than any model's before it is kept anywhere (routes, health, URLs)."""
+    if len(model) > MAX_MODEL_NAME:
+        raise BadRequest(f"the model name is {len(model)} characters long; model names are at most "
+                         f"{MAX_MODEL_NAME}")
 
 
 class ModelCatalog:
@@ -127,6 +137,7 @@ class ModelCatalog:
 
     def _environment_route(self, model: str) -> Route:
         """A model the config file does not name: its upstream follows its name's vendor prefix."""
+        check_length(model)
         if model.startswith(OLLAMA_PREFIX):
             return Route(model, (Deployment("ollama", model.removeprefix(OLLAMA_PREFIX), self._ollama(model)),), False)
         if self.openai is not None and model.startswith(OPENAI_PREFIXES):

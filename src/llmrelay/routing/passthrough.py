@@ -5,7 +5,7 @@ looks like a vendor's (Ollama's `gpt-oss`) still reaches Ollama when that vendor
 """
 
 from llmrelay.providers.upstream import Upstream
-from llmrelay.routing.models import Deployment, ModelCatalog, Route, remember
+from llmrelay.routing.models import Deployment, ModelCatalog, Route, check_length, remember
 from llmrelay.routing.names import (
     ANTHROPIC_PREFIXES,
     OLLAMA_PREFIX,
@@ -21,9 +21,6 @@ class PassthroughRoutes:
         self.anthropic = catalog.anthropic
         self.cloudflare = catalog.cloudflare
         self.catalog = catalog
-        # Same deployment objects as the translated surfaces, so health and load are shared per upstream.
-        self._deployments = {upstream.name: Deployment(upstream.name, "", upstream)
-                             for upstream in (self.ollama, self.openai, self.anthropic) if upstream is not None}
         self._routes: dict[str, tuple[Route, bool]] = {}  # by model name
 
     def is_local(self, model: str) -> bool:
@@ -38,6 +35,7 @@ class PassthroughRoutes:
         return known if known is not None else remember(self._routes, model, self._route(model))
 
     def _route(self, model: str) -> tuple[Route, bool]:
+        check_length(model)
         if model.startswith(OLLAMA_PREFIX):
             upstream, strip = self._ollama(model), True
         elif self.openai is not None and model.startswith(OPENAI_PREFIXES):
@@ -46,7 +44,9 @@ class PassthroughRoutes:
             upstream, strip = self.anthropic, False
         else:
             upstream, strip = self._ollama(model), False
-        return Route(model, (self._deployments[upstream.name],), False), strip
+        # The key the translated surfaces use for the same upstream and model: health and load are shared.
+        deployment = Deployment(upstream.name, model.removeprefix(OLLAMA_PREFIX) if strip else model, upstream)
+        return Route(model, (deployment,), False), strip
 
     def _ollama(self, model: str) -> Upstream:
         if self.ollama is None:

@@ -3,6 +3,8 @@
 An attempt takes a lease on a deployment and either returns (the upstream has started a good answer) or
 raises. Retryable failures — no connection, no answer in time, 429, 5xx — are tried again on another
 deployment when there is one, after an exponential backoff with jitter (or the upstream's Retry-After).
+They count towards the deployment's cooldown unless the upstream's answer blamed the request's content
+(a 500 saying the model does not exist or the prompt is too long: `core.errors.blames_request`).
 When every attempt failed, the model's fallbacks are tried in order; a prompt too long for the model goes
 to its context-window fallbacks. Nothing here runs once any byte of the answer has gone to the client: the
 caller relays only what a successful attempt returned.
@@ -77,8 +79,9 @@ class Retrier:
                 result = await attempt(lease, final)
             except RelayError as error:
                 others = any(d.key not in tried for d in route.deployments)
-                # One request counts once against a deployment's health, however often it retries there.
-                if error.retryable and first_try_here:
+                # One request counts once against a deployment's health, however often it retries there, and
+                # not at all when the upstream blamed its content (core/errors.py, blames_request).
+                if error.retryable and first_try_here and not error.request_fault:
                     lease.failed()
                 else:
                     lease.release()
