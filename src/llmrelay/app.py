@@ -330,5 +330,8 @@ def create_app(settings: Settings | None = None) -> RelayApp:
     settings = settings or load_settings()
     HttpServerProtocol.header_timeout = settings.header_timeout
     HttpServerProtocol.max_header_bytes = settings.max_header_bytes
+    HttpServerProtocol.body_timeout = settings.body_timeout
+    HttpServerProtocol.write_timeout = settings.write_timeout
+    HttpServerProtocol.max_body_bytes = settings.max_body_bytes
     Exchange.body_timeout = settings.body_timeout
     return RelayApp(settings)

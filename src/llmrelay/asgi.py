@@ -96,11 +96,12 @@ class Exchange:
         self.completion_tokens = completion
         self.tokens_estimated = estimated
 
-    body_timeout = 30.0  # seconds a client may take to send the rest of a body (set from the settings)
+    body_timeout = 30.0  # seconds a client may take to send the rest of a body, in total (set from the settings)
 
     async def read_body(self, limit: int) -> bytes:
         """The whole request body, refusing anything over `limit` bytes before buffering it, and a client
-        that trickles it in slower than `body_timeout` allows."""
+        that takes longer than `body_timeout` to send it. (The node's own server hands the app only bodies
+        that are all in, or too large; this reads bodies still arriving under any other ASGI server.)"""
         declared = self.header(b"content-length")
         if declared is not None:
             try:
@@ -114,7 +115,7 @@ class Exchange:
         if body is None:
             message = await self.receive()
             body = message.get("body", b"")
-            if message.get("more_body"):
+            if message.get("more_body") and len(body) <= limit:
                 body = await self._rest_of_body(body, limit)
         if len(body) > limit:
             raise PayloadTooLarge(_too_large(limit))
@@ -126,21 +127,21 @@ class Exchange:
         chunks = [first]
         size = len(first)
         more = True
-        while more:
-            try:
-                async with asyncio.timeout(self.body_timeout):
+        try:
+            async with asyncio.timeout(self.body_timeout):  # one deadline for the whole body, not one per read
+                while more:
                     message = await self.receive()
-            except TimeoutError:
-                raise RequestTimeout(f"the request body did not arrive within {self.body_timeout:g} s; send it "
-                                     "faster, or raise LLMRELAY_BODY_TIMEOUT") from None
-            if message["type"] == "http.disconnect":
-                raise ClientGone()
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            if size > limit:
-                raise PayloadTooLarge(_too_large(limit))
-            chunks.append(chunk)
-            more = message.get("more_body", False)
+                    if message["type"] == "http.disconnect":
+                        raise ClientGone()
+                    chunk = message.get("body", b"")
+                    size += len(chunk)
+                    if size > limit:
+                        raise PayloadTooLarge(_too_large(limit))
+                    chunks.append(chunk)
+                    more = message.get("more_body", False)
+        except TimeoutError:
+            raise RequestTimeout(f"the request body did not arrive within {self.body_timeout:g} s; send it "
+                                 "faster, or raise LLMRELAY_BODY_TIMEOUT") from None
         return b"".join(chunks)
 
     def cancel_on_disconnect(self) -> None:

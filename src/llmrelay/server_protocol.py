@@ -6,16 +6,22 @@ timer and regular expressions per request, and a separate write for the head and
 
 - the response head waits for the first body bytes and goes out in the same write, so a small answer is one
   write and one packet, and a stream's first chunk travels with its head (held at most HEAD_HOLD_SECONDS);
-- keep-alive, header and slow-client deadlines are checked by one sweeper per process, not a timer per request;
+- keep-alive, header, body and write deadlines are checked by one sweeper per process, not a timer per request;
 - a kept-alive connection's requests take turns on one task rather than a new task each;
-- request headers must arrive within `header_timeout` seconds and `max_header_bytes` bytes (431 beyond), so a
-  client cannot hold a connection with slow or endless headers.
+- the app is called once a request's whole body is in (the node reads bodies whole anyway), so a client that
+  sends headers and no body holds no capacity slot and no task; a body declared larger than `max_body_bytes`
+  (or a chunked one growing past it) goes to the app at once, which refuses it;
+- deadlines no client can dodge: headers within `header_timeout` seconds and `max_header_bytes` bytes (431),
+  however they arrive; the body within `body_timeout` seconds of the headers, in total (408); and a client
+  that leaves its answer unread for `write_timeout` seconds is cut off, which cancels its request.
 
-It serves plain HTTP/1.1 with keep-alive, pipelining (answered in order), `Expect: 100-continue` and flow
-control both ways; no upgrades (WebSocket, h2c), which the node does not speak. A client that leaves
-mid-answer is reported as ASGI's `http.disconnect` and, to an app that registered one through the scope's
-DISCONNECT_EXTENSION, by a callback (no task per request waiting on `receive`). Through the scope's
-DIRECT_SEND_EXTENSION, an app may send its response by plain calls instead of ASGI messages.
+It serves plain HTTP/1.1 with keep-alive, pipelining (answered in order, a malformed request after valid ones
+answered 400 after theirs), `Expect: 100-continue` and flow control both ways. Upgrades (WebSocket, h2c) are
+refused with 501: the node does not speak them. Trailers of chunked bodies are dropped, never merged into the
+request's headers. A client that leaves mid-answer is reported as ASGI's `http.disconnect` and, to an app that
+registered one through the scope's DISCONNECT_EXTENSION, by a callback (no task per request waiting on
+`receive`). Through the scope's DIRECT_SEND_EXTENSION, an app may send its response by plain calls instead of
+ASGI messages.
 """
 
 import asyncio
@@ -34,7 +40,7 @@ from llmrelay.sockets import no_delay
 log = logging.getLogger("llmrelay")
 
 HEAD_HOLD_SECONDS = 0.05  # a streamed answer's head waits this long at most for its first chunk
-_BODY_HIGH_WATER = 64 * 1024  # unread request body bytes that pause reading from the client
+_BODY_HIGH_WATER = 64 * 1024  # unread bytes of a body given to the app early that pause reading from the client
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 _TERMINATOR = b"0\r\n\r\n"
 _DISCONNECT = {"type": "http.disconnect"}
@@ -61,6 +67,13 @@ def _error_response(status: int, type_: str, message: str) -> bytes:
 _TOO_LARGE = _error_response(431, "request_header_too_large", "the request headers are larger than allowed")
 _MALFORMED = _error_response(400, "bad_request", "the request is not valid HTTP/1.1")
 _FAILED = _error_response(500, "internal_error", "the node failed on this request; see its log for details")
+_UPGRADE = _error_response(501, "upgrade_not_supported", "the node does not speak WebSocket, HTTP/2 or other "
+                           "upgrades; send plain HTTP/1.1 requests")
+_NOTED = frozenset({b"expect", b"connection", b"proxy-connection", b"content-length"})  # headers read here
+
+
+class _Refused(Exception):
+    """Raised from a parser callback to stop parsing a request that has just been refused."""
 
 
 class HttpServerProtocol(asyncio.Protocol):
@@ -68,6 +81,9 @@ class HttpServerProtocol(asyncio.Protocol):
 
     header_timeout = 10.0  # seconds from a request's first byte (or the connection's start) to its last header
     max_header_bytes = 64 * 1024
+    body_timeout = 30.0  # seconds from a request's last header to the last byte of its body, in total
+    max_body_bytes = 10 * 1024 * 1024  # a larger body goes to the app at once, unread, for it to refuse
+    write_timeout = 60.0  # seconds a client may leave its answer unread (its writes paused) before it is cut off
     # One sweeper per server (uvicorn's server_state), walking the connections uvicorn already keeps.
     _sweepers: "weakref.WeakKeyDictionary[object, asyncio.Task]" = weakref.WeakKeyDictionary()
 
@@ -89,14 +105,23 @@ class HttpServerProtocol(asyncio.Protocol):
         self.reading_paused = False
         self.write_paused: asyncio.Future | None = None
         self.closed = False
-        # deadlines, checked by the sweeper: headers started at, idle (between requests) since
+        self.refusing = False  # a refusal is sent or queued: nothing more is read
+        # deadlines, checked by the sweeper: headers started at, idle (between requests) since, writes paused
+        # since (a body's deadline is its cycle's `body_since`)
         self.headers_since: float | None = None
         self.idle_since: float | None = None
+        self.write_paused_at = 0.0
         self._url = b""
         self._headers: list[tuple[bytes, bytes]] = []
         self._expect_continue = False
         self._connection_header = False  # the request has a Connection (or Proxy-Connection) header
-        self._header_bytes = 0
+        self._declared: bytes | None = None  # its Content-Length
+        # The head's size: bytes of the reads that held part of it (an upper bound), of the reads that were all
+        # head (a lower bound), and whether a head completed in this read must be measured exactly.
+        self._heads_done = 0
+        self._head_upper = 0
+        self._head_seen = 0
+        self._check_size = False
 
     # -- asyncio protocol --
 
@@ -114,23 +139,28 @@ class HttpServerProtocol(asyncio.Protocol):
             self._sweepers[self.server_state] = self.loop.create_task(self._sweep(self.server_state.connections))
 
     def data_received(self, data: bytes) -> None:
+        in_head = self.parsing is None  # this read starts within a request's head, or between requests
+        heads_done = self._heads_done
+        self._check_size = self._head_upper + len(data) > self.max_header_bytes
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade:
-            pass  # the request was dispatched with its headers; the node speaks no other protocol
-        except httptools.HttpParserError:
-            self._refuse(_MALFORMED)
+            self._refuse(_UPGRADE)  # CONNECT: answered, then refused (an Upgrade header is refused before)
             return
-        if self.headers_since is not None:  # still in a request's headers
-            self._header_bytes += len(data)
-            if self._header_bytes > self.max_header_bytes:
-                self._refuse(_TOO_LARGE)
+        except httptools.HttpParserError:
+            self._refuse(_MALFORMED)  # unless a callback refused the request already
+            return
+        parsing = self.parsing
+        if parsing is not None:
+            self._body_pending(parsing)
+        elif self.headers_since is not None:  # still in a request's head
+            self._head_pending(len(data), in_head and self._heads_done == heads_done)
 
     def connection_lost(self, exc) -> None:
         self.closed = True
         self.server_state.connections.discard(self)
         for cycle in (self.active, *self.waiting):
-            if cycle is not None:
+            if cycle is not None and cycle.__class__ is Cycle:  # not a queued refusal
                 cycle.disconnect()
         self.waiting.clear()
         self._resume_writers()
@@ -144,6 +174,7 @@ class HttpServerProtocol(asyncio.Protocol):
     def pause_writing(self) -> None:
         if self.write_paused is None:
             self.write_paused = self.loop.create_future()
+            self.write_paused_at = time.monotonic()
 
     def resume_writing(self) -> None:
         self._resume_writers()
@@ -155,25 +186,35 @@ class HttpServerProtocol(asyncio.Protocol):
         self._headers = []
         self._expect_continue = False
         self._connection_header = False
+        self._declared = None
         self.idle_since = None
         if self.headers_since is None:
             self.headers_since = time.monotonic()
-            self._header_bytes = 0
 
     def on_url(self, url: bytes) -> None:
         self._url += url
 
     def on_header(self, name: bytes, value: bytes) -> None:
+        if self.parsing is not None:
+            return  # a trailer after a chunked body: never one of the request's headers
         name = name.lower()
-        if name == b"expect":
-            self._expect_continue = value.lower() == b"100-continue"
-        elif name == b"connection" or name == b"proxy-connection":  # llhttp reads both
-            self._connection_header = True
+        if name in _NOTED:
+            if name == b"expect":
+                self._expect_continue = value.lower() == b"100-continue"
+            elif name == b"content-length":
+                self._declared = value
+            else:  # Connection or Proxy-Connection: llhttp reads both
+                self._connection_header = True
         self._headers.append((name, value))
 
     def on_headers_complete(self) -> None:
         self.headers_since = None
-        self._header_bytes = 0
+        self._heads_done += 1
+        if self._check_size and self._head_size() > self.max_header_bytes:
+            self._refuse(_TOO_LARGE)
+            raise _Refused
+        if self._head_upper:
+            self._head_upper = self._head_seen = 0
         parser = self.parser
         url = self._url
         if url[:1] == b"/":
@@ -190,6 +231,9 @@ class HttpServerProtocol(asyncio.Protocol):
             # the version is known without asking the parser (a str.format: ~6 µs of a cold request).
             version = "1.1"
         else:
+            if parser.should_upgrade():  # the bytes after this request would be another protocol's
+                self._refuse(_UPGRADE)
+                raise _Refused
             version = parser.get_http_version()
             keep_alive = keep_alive and version == "1.1"
         scope = {"type": "http", "asgi": _ASGI, "http_version": version,
@@ -198,28 +242,75 @@ class HttpServerProtocol(asyncio.Protocol):
                  "server": self.server, "client": self.client}
         cycle = Cycle(self, scope, keep_alive, self._expect_continue)
         scope["extensions"] = _EXTENSIONS
-        self.parsing = cycle
-        if self.active is None:
-            self._start(cycle)
-        else:
-            self.waiting.append(cycle)
-            self.pause_reading()  # one pipelined request at a time is enough to hold
+        self.parsing = cycle  # the app gets it once its body is in (on_message_complete)
+        declared = self._declared
+        if declared is not None and int(declared) > self.max_body_bytes:
+            self._dispatch(cycle)  # refused by the app without waiting for a body it will not read
 
     def on_body(self, body: bytes) -> None:
         cycle = self.parsing
+        if cycle.dispatched:
+            self._body_for_app(cycle, body)
+            return
+        cycle.body.append(body)
+        cycle.buffered += len(body)
+        if cycle.buffered > self.max_body_bytes:
+            self._dispatch(cycle)  # a chunked body grown too large: the app refuses it
+
+    def on_message_complete(self) -> None:
+        cycle = self.parsing
+        self.parsing = None
+        cycle.more_body = False
+        if not cycle.dispatched:
+            self._dispatch(cycle)
+        elif cycle.done:  # the rest of a body refused early has been read: the connection goes on
+            self.idle_since = time.monotonic()
+        else:
+            cycle.wake()
+
+    def _body_for_app(self, cycle: "Cycle", body: bytes) -> None:
+        """More of a body given to the app before it was all in; dropped once the app has answered."""
+        if cycle.done:
+            return
         cycle.body.append(body)
         cycle.buffered += len(body)
         if cycle.buffered > _BODY_HIGH_WATER:
             self.pause_reading()
         cycle.wake()
 
-    def on_message_complete(self) -> None:
-        cycle = self.parsing
-        self.parsing = None
-        cycle.more_body = False
-        cycle.wake()
+    def _body_pending(self, cycle: "Cycle") -> None:
+        """A read ended within `cycle`'s body: its deadline runs from the first such read, and a client waiting
+        for `100 Continue` gets it once its request is the next to be answered."""
+        if cycle.body_since is None:
+            cycle.body_since = time.monotonic()
+        if cycle.continue_expected and not cycle.dispatched and not cycle.buffered and self.active is None:
+            cycle.continue_expected = False
+            self.write(_CONTINUE)
+
+    def _head_pending(self, size: int, all_head: bool) -> None:
+        """A read of `size` bytes ended within a request's head: refuse the head once it is surely too large.
+        A read that began within it and completed no head was all head; one that began in an earlier request
+        counts from the parser's reports (its URL and complete headers) until the next read."""
+        self._head_upper += size
+        if all_head:
+            self._head_seen += size
+        limit = self.max_header_bytes
+        if self._head_upper > limit and (self._head_seen > limit or self._head_size() > limit):
+            self._refuse(_TOO_LARGE)
+
+    def _head_size(self) -> int:
+        return len(self._url) + sum(len(name) + len(value) + 4 for name, value in self._headers)
 
     # -- used by the cycles --
+
+    def _dispatch(self, cycle: "Cycle") -> None:
+        """`cycle` goes to the app: now, or after the requests before it are answered."""
+        cycle.dispatched = True
+        if self.active is None:
+            self._start(cycle)
+        else:
+            self.waiting.append(cycle)
+            self.pause_reading()  # one pipelined request at a time is enough to hold
 
     def _start(self, cycle: "Cycle") -> None:
         self.active = cycle
@@ -268,9 +359,18 @@ class HttpServerProtocol(asyncio.Protocol):
             return
         if self.waiting:
             self.resume_reading()
-            self._start(self.waiting.popleft())
+            following = self.waiting.popleft()
+            if following.__class__ is bytes:  # a refusal, sent once the answers before it were
+                self.write(following)
+                self.close()
+            else:
+                self._start(following)
         else:
-            self.idle_since = time.monotonic()
+            parsing = self.parsing
+            if parsing is None:
+                self.idle_since = time.monotonic()
+            else:  # a body still arriving: the next request's (or the rest of one refused early)
+                self._body_pending(parsing)
             self.resume_reading()
 
     def write(self, data: bytes) -> None:
@@ -287,14 +387,22 @@ class HttpServerProtocol(asyncio.Protocol):
             self.transport.pause_reading()
 
     def resume_reading(self) -> None:
-        if self.reading_paused and not self.closed:
+        if self.reading_paused and not self.closed and not self.refusing:
             self.reading_paused = False
             self.transport.resume_reading()
+            parsing = self.parsing
+            if parsing is not None and parsing.body_since is not None:
+                parsing.body_since = time.monotonic()  # the time we did not read is not the client's
 
     def close(self) -> None:
         if not self.closed:
             self.closed = True
             self.transport.close()
+
+    def abort(self) -> None:
+        """Close at once, dropping what is not sent (close() would wait for a client that does not read)."""
+        self.closed = True
+        self.transport.abort()
 
     def shutdown(self) -> None:
         """uvicorn's graceful shutdown: close when idle, else once the answer in progress is done."""
@@ -305,8 +413,20 @@ class HttpServerProtocol(asyncio.Protocol):
             self.waiting.clear()
 
     def _refuse(self, response: bytes) -> None:
-        self.write(response)
-        self.close()
+        """Answer `response` to the request being read, and close: at once, or after the answers to the requests
+        before it. Nothing more is read."""
+        if self.refusing:
+            return
+        self.refusing = True
+        parsing, self.parsing = self.parsing, None
+        if parsing is not None and parsing.dispatched:  # the app has this request: its answer is the only one
+            self.close()
+        elif self.active is None:
+            self.write(response)
+            self.close()
+        else:
+            self.waiting.append(response)
+            self.pause_reading()
 
     def _resume_writers(self) -> None:
         paused, self.write_paused = self.write_paused, None
@@ -315,23 +435,34 @@ class HttpServerProtocol(asyncio.Protocol):
 
     @classmethod
     async def _sweep(cls, connections: set) -> None:
-        """Close connections whose headers are late and keep-alive connections idle for too long."""
+        """Enforce every connection's deadlines: headers, body, keep-alive idleness, and an answer left unread."""
         while connections:
-            await asyncio.sleep(min(1.0, cls.header_timeout / 4))
+            await asyncio.sleep(min(1.0, cls.header_timeout / 4, cls.body_timeout / 4, cls.write_timeout / 4))
             now = time.monotonic()
             for connection in list(connections):
-                late = connection.headers_since is not None and now - connection.headers_since > cls.header_timeout
-                idle = (connection.idle_since is not None
-                        and now - connection.idle_since > connection.keep_alive_timeout)
-                if late or idle:
-                    connection.close()
+                connection._check_deadlines(now)
+
+    def _check_deadlines(self, now: float) -> None:
+        if self.write_paused is not None and now - self.write_paused_at > self.write_timeout:
+            self.abort()  # its request's handler is cancelled through connection_lost
+        elif self.headers_since is not None and now - self.headers_since > self.header_timeout:
+            self.close()
+        elif self.idle_since is not None and now - self.idle_since > self.keep_alive_timeout:
+            self.close()
+        elif not self.reading_paused:
+            parsing = self.parsing
+            if parsing is not None and parsing.body_since is not None and now - parsing.body_since > self.body_timeout:
+                self._refuse(_error_response(
+                    408, "request_timeout", f"the request body did not arrive within {self.body_timeout:g} s; "
+                    "send it faster, or raise LLMRELAY_BODY_TIMEOUT"))
 
 
 class Cycle:
     """One request and its response, as the ASGI app sees them through `receive` and `send`."""
 
     __slots__ = ("connection", "scope", "keep_alive", "body", "buffered", "more_body", "delivered", "waiter",
-                 "continue_expected", "head", "hold", "chunked", "started", "done", "disconnected", "on_disconnect")
+                 "continue_expected", "head", "hold", "chunked", "started", "done", "disconnected", "on_disconnect",
+                 "dispatched", "body_since")
 
     def __init__(self, connection: HttpServerProtocol, scope: dict, keep_alive: bool, continue_expected: bool):
         self.connection = connection
@@ -350,6 +481,8 @@ class Cycle:
         self.done = False
         self.disconnected = False
         self.on_disconnect = None  # the app's callback for a client that leaves before the answer is complete
+        self.dispatched = False  # handed to the app (or waiting its turn for it)
+        self.body_since: float | None = None  # the first read that ended within the body
 
     def failed(self, exc: BaseException) -> None:
         """The app raised `exc`: a 500 if nothing was sent yet, and the connection closes."""
@@ -394,7 +527,7 @@ class Cycle:
     # -- ASGI --
 
     async def receive(self) -> dict:
-        if self.continue_expected and not self.started:
+        if self.continue_expected and self.more_body and not self.started:  # a body given to the app early
             self.continue_expected = False
             self.connection.write(_CONTINUE)
         while not self.disconnected and not self.done and not self.body and (self.more_body or self.delivered):

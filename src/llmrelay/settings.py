@@ -137,6 +137,8 @@ class Settings(BaseSettings):
     drain_seconds: float = Field(30.0, ge=0, validation_alias=_env("LLMRELAY_DRAIN_SECONDS", "drain_seconds"))
     header_timeout: float = Field(10.0, gt=0, validation_alias=_env("LLMRELAY_HEADER_TIMEOUT", "header_timeout"))
     body_timeout: float = Field(30.0, gt=0, validation_alias=_env("LLMRELAY_BODY_TIMEOUT", "body_timeout"))
+    # A client that reads nothing of its answer for this long is cut off, and its request cancelled.
+    write_timeout: float = Field(60.0, gt=0, validation_alias=_env("LLMRELAY_WRITE_TIMEOUT", "write_timeout"))
     max_header_bytes: int = Field(64 * 1024, gt=0, validation_alias=_env("LLMRELAY_MAX_HEADER_BYTES",
                                                                          "max_header_bytes"))
 
