@@ -45,6 +45,9 @@ test: install
 # What one `make bench` measured, for the table of targets at its end.
 MEASURED := bench/.work/measured.json
 
+# A `make bench` run keeps its tables in bench/results/ (the latest of each benchmark); a script run by hand
+# writes to the ignored bench/.work/results/.
+bench: export LLMRELAY_BENCH_KEEP = 1
 bench: install
 	$(BIN)/pip install --quiet -e '.[local,test,bench]'
 	rm -f $(MEASURED)

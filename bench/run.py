@@ -278,15 +278,12 @@ def record(path: str | None, **values: float) -> None:
 
 
 def save_result(name: str, table: str) -> Path:
-    """Keep a run's table as bench/results/<date>-<name>.md (<date>-<name>-2.md, ... for a day's later runs)."""
-    RESULTS.mkdir(exist_ok=True)
-    stem = f"{date.today().isoformat()}-{name}"
-    path = RESULTS / f"{stem}.md"
-    run = 1
-    while path.exists():
-        run += 1
-        path = RESULTS / f"{stem}-{run}.md"
-    path.write_text(table)
+    """Keep a run's table as <name>.md: in bench/results/ (tracked, the latest of each benchmark; older ones are in
+    git's history) when LLMRELAY_BENCH_KEEP=1, as `make bench` sets it, else in the ignored bench/.work/results/."""
+    folder = RESULTS if os.environ.get("LLMRELAY_BENCH_KEEP") == "1" else ROOT / "bench" / ".work" / "results"
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{name}.md"
+    path.write_text(f"Measured on {date.today().isoformat()}.\n\n{table}")
     print(f"saved to {path.relative_to(ROOT)}")
     return path
 
