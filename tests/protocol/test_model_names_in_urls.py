@@ -1,8 +1,13 @@
 """A model's name never changes an upstream URL: Cloudflare puts it in the path (`.../ai/run/<model>`), so the
 node validates it, encodes it segment by segment, and key patterns match the same name the URL carries."""
 
+import posixpath
+from urllib.parse import unquote, urlsplit
+
 import httpx
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from llmrelay.access.keys import ApiKey
 from llmrelay.core.errors import BadRequest
@@ -117,6 +122,22 @@ def test_model_path_refuses_names_that_would_change_the_url(model, problem):
     with pytest.raises(BadRequest) as refused:
         model_path(model)
     assert problem in refused.value.message
+
+
+@given(st.text(alphabet=st.sampled_from(list("./\\?#%@:a \x00\r\nü")), max_size=12))
+def test_an_accepted_name_never_leaves_the_models_path(model):
+    try:
+        path = model_path(model)
+    except BadRequest:
+        return
+    base = "/client/v4/accounts/acc/ai/run/"
+    parts = urlsplit("https://api.cloudflare.com" + base + path)
+    assert not parts.query and not parts.fragment and parts.netloc == "api.cloudflare.com"
+    assert parts.path.isascii() and parts.path.isprintable() and " " not in parts.path
+    # As a server (or Cloudflare's own URL normalisation) reads it: decoded, backslashes as slashes, dot
+    # segments resolved. The name is still exactly where it was put.
+    decoded = unquote(parts.path).replace("\\", "/")
+    assert posixpath.normpath(decoded) == decoded.rstrip("/") and decoded == base + model
 
 
 def test_key_patterns_cover_only_names_the_url_carries_as_they_are():
