@@ -2,8 +2,13 @@
 
 Measured on the proxy path (bench/results), aiohttp's client cost about 150 µs a request — three quarters
 of the node's time; this client costs a few tens. It does what the node needs and no more: keep-alive pools
-per host, request bodies given as bytes, responses streamed chunk by chunk with backpressure, TLS, and one
-retry when a pooled connection turns out to have been closed by the upstream.
+per host with a cap on connections (requests beyond it wait in line), request bodies given as bytes,
+responses streamed chunk by chunk with backpressure, TLS, proxies from the environment (providers/proxy.py),
+and one retry when a pooled connection turns out to have been closed by the upstream.
+
+A connection is reused only when its answer was read to the end as framed by Content-Length or chunked
+encoding on an HTTP/1.1 keep-alive connection. Anything else (a timeout, a cancel, a framing error, bytes
+nobody asked for) closes it: one client's bytes must never reach another's request.
 """
 
 import asyncio
@@ -14,8 +19,10 @@ from urllib.parse import urlsplit
 
 import httptools
 
+from llmrelay.providers.proxy import Proxies, Proxy, ProxyError, connect_to, open_tunnel
 from llmrelay.sockets import no_delay
 
+MAX_CONNECTIONS_PER_HOST = 1024  # LLMRELAY_MAX_CONNECTIONS_PER_HOST's default
 IDLE_SECONDS = 30.0  # pooled connections idle longer are closed rather than reused
 _PAUSE_AT = 1024 * 1024  # buffered, unread body bytes that pause reading from the upstream
 USER_AGENT_LINE = b"user-agent: llmrelay"
@@ -45,6 +52,18 @@ class ConnectionLost(ConnectionError):
 
 class StaleConnection(ConnectionError):
     """A pooled connection was closed by the upstream before it answered; a fresh one may be tried."""
+
+
+class PoolTimeout(FirstByteTimeout):
+    """Every connection the host is allowed was busy until the first-byte deadline."""
+
+    def __init__(self, limit: int):
+        super().__init__(f"all {limit} connections allowed to the upstream stayed busy")
+        self.limit = limit
+
+
+class _HeadAnswered(Exception):
+    """Stops the parser at the end of a HEAD answer's head: httptools cannot be told that no body follows."""
 
 
 class Response:
@@ -87,8 +106,15 @@ class Response:
     def _finish(self, error: BaseException | None = None) -> None:
         if error is None:
             self._complete = True
-        elif not self._complete:
+        elif not self._complete and self._error is None:  # the first error says what went wrong
             self._error = error
+        self._wake()
+
+    def _break(self, error: BaseException) -> None:
+        """Fail the answer even if it looked complete: the upstream sent bytes past its end (an answer with
+        a wrong Content-Length, or one nobody asked for)."""
+        self._complete = False
+        self._error = error
         self._wake()
 
     def _wake(self) -> None:
@@ -190,7 +216,11 @@ class Connection(asyncio.Protocol):
         self.idle_since = time.monotonic()
         self.reused = False  # taken from the pool: if it fails before any answer, the upstream had closed it
         self.received = False  # any byte of the current answer has arrived
-        self.keep_alive = False  # the parser's verdict, readable only inside its callbacks
+        self.keep_alive = False  # HTTP/1.1 keep-alive with length or chunked framing, known at the final head
+        self.expecting = False  # a final answer is due; bytes at any other time are the upstream's error
+        self.interim = False  # parsing a 1xx interim answer, skipped
+        self.head_request = False  # the answer has a head only, whatever its headers say
+        self.counted = False  # holds one of the pool's connection slots (from connected until closed)
 
     # -- asyncio protocol --
 
@@ -203,11 +233,23 @@ class Connection(asyncio.Protocol):
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserError as exc:
-            self._fail(ConnectionLost(f"the upstream sent a malformed HTTP response ({exc})"))
-            self.transport.close()
+            cause = exc.__context__
+            if isinstance(cause, _HeadAnswered):
+                # The parser would wait for a body: start a fresh one. Bytes after the head are the upstream's
+                # error, so the connection is then not reused.
+                self.parser = httptools.HttpResponseParser(self)
+                if not data.endswith(b"\r\n\r\n"):
+                    self.keep_alive = False
+                return
+            if isinstance(cause, ConnectionLost):
+                error = cause
+            else:
+                error = ConnectionLost(f"the upstream sent a malformed HTTP response ({exc})")
+            self._fail(error, after_end=True)
+            self.close()
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self.closed = True
+        self._gone()
         response = self.response
         if (response is not None and self.headers_ready is not None and self.headers_ready.done()
                 and response.content_length is None
@@ -218,6 +260,11 @@ class Connection(asyncio.Protocol):
 
     # -- httptools callbacks --
 
+    def on_message_begin(self) -> None:
+        if not self.expecting:
+            raise ConnectionLost("the upstream sent more than its answer (a wrong Content-Length, or an answer "
+                                 "nobody asked for)")
+
     def on_header(self, name: bytes, value: bytes) -> None:
         response = self.response
         response.raw_headers.append((name, value))
@@ -226,22 +273,40 @@ class Connection(asyncio.Protocol):
 
     def on_headers_complete(self) -> None:
         response = self.response
-        response.status = self.parser.get_status_code()
-        self.keep_alive = self.parser.should_keep_alive()
+        parser = self.parser
+        status = parser.get_status_code()
+        if status < 200 and status != 101:
+            # 100 Continue, 103 Early Hints: not the answer. Their message ends next; the final head follows.
+            self.interim = True
+            response.raw_headers = []
+            response.content_length = None
+            return
+        response.status = status
+        # should_keep_alive is false for a body that ends with the connection; HTTP/1.0 keep-alive is not trusted.
+        self.keep_alive = status != 101 and parser.should_keep_alive() and parser.get_http_version() == "1.1"
         if not self.headers_ready.done():
             self.headers_ready.set_result(response)
+        if self.head_request:
+            self.expecting = False
+            response._finish()
+            raise _HeadAnswered()
 
     def on_body(self, body: bytes) -> None:
         self.response._feed(body)
 
     def on_message_complete(self) -> None:
-        if self.response is not None:
-            self.response._finish()
+        if self.interim:
+            self.interim = False
+            return
+        self.expecting = False
+        self.response._finish()
 
     # -- used by the pool and the response --
 
-    def send(self, head: bytes, body: bytes | None) -> asyncio.Future:
+    def send(self, head: bytes, body: bytes | None, head_request: bool = False) -> asyncio.Future:
         self.received = False
+        self.expecting = True
+        self.head_request = head_request
         self.response = Response(self)
         self.headers_ready = self.loop.create_future()
         self.transport.write(head + body if body else head)
@@ -260,7 +325,7 @@ class Connection(asyncio.Protocol):
     def done(self, reusable: bool) -> None:
         self.response = None
         self.headers_ready = None
-        if reusable and not self.closed and self.keep_alive:
+        if reusable and not self.closed and self.keep_alive and not self.expecting:
             self.idle_since = time.monotonic()
             self.resume()
             self.pool.put(self)
@@ -268,9 +333,15 @@ class Connection(asyncio.Protocol):
             self.close()
 
     def close(self) -> None:
-        self.closed = True
+        self._gone()
         if self.transport is not None:
             self.transport.close()
+
+    def _gone(self) -> None:
+        self.closed = True
+        if self.counted:
+            self.counted = False
+            self.pool.slot_freed()
 
     def expire(self) -> None:
         """The first-byte deadline passed: give up on this answer and on the connection."""
@@ -278,29 +349,62 @@ class Connection(asyncio.Protocol):
             self.headers_ready.set_exception(FirstByteTimeout())
         self.close()
 
-    def _fail(self, error: BaseException) -> None:
+    def _fail(self, error: BaseException, after_end: bool = False) -> None:
         if self.headers_ready is not None and not self.headers_ready.done():
             stale = self.reused and not self.received
             self.headers_ready.set_exception(StaleConnection(str(error)) if stale else ConnectionLost(str(error)))
         if self.response is not None:
-            self.response._finish(error)
+            if after_end:
+                self.response._break(error)
+            else:
+                self.response._finish(error)
 
 
 class Pool:
-    """Idle keep-alive connections to one origin."""
+    """Keep-alive connections to one origin through one proxy (or none); at most `limit` open at once, and
+    requests beyond that wait in line for one to come back or close."""
 
-    def __init__(self, scheme: str, host: str, port: int, ssl_context: ssl.SSLContext | None):
+    def __init__(self, scheme: str, host: str, port: int, ssl_context: ssl.SSLContext | None,
+                 limit: int = MAX_CONNECTIONS_PER_HOST, proxy: Proxy | None = None):
         self.host = host
         self.port = port
         self.ssl = ssl_context if scheme == "https" else None
+        self.proxy = proxy
+        self.limit = limit
+        self.limited = False  # a deployment set the limit
+        self.opened = 0  # connections open or being opened, busy or idle
+        self.waiters: deque[asyncio.Future] = deque()  # FIFO; each gets a connection, or None: a free slot
         host_header = host if port in (80, 443) else f"{host}:{port}"
         if ":" in host and not host.startswith("["):
             host_header = f"[{host}]:{port}"
         self.host_line = b"host: " + host_header.encode()
+        # Plain http through a proxy: absolute-form targets, and the proxy's credentials on every request.
+        self.target_prefix = b""
+        if proxy is not None and self.ssl is None:
+            self.target_prefix = b"http://" + host_header.encode()
+            if proxy.authorization:
+                self.host_line += b"\r\n" + proxy.header_line()
         self.idle: deque[Connection] = deque()
 
     def put(self, connection: Connection) -> None:
+        waiters = self.waiters
+        while waiters:
+            waiter = waiters.popleft()
+            if not waiter.done():
+                connection.reused = True
+                waiter.set_result(connection)
+                return
         self.idle.append(connection)
+
+    def slot_freed(self) -> None:
+        """A connection closed (or failed to open): its slot goes to the first waiter, else back to the pool."""
+        waiters = self.waiters
+        while waiters:
+            waiter = waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                return
+        self.opened -= 1
 
     def idle_connection(self) -> Connection | None:
         """A pooled connection still worth reusing, if there is one."""
@@ -313,15 +417,63 @@ class Pool:
             connection.close()
         return None
 
+    async def acquire(self, deadline: float, connect_timeout: float) -> Connection:
+        """A new connection, or, with all `limit` in use, the first one given back (or slot freed) before
+        `deadline`."""
+        while True:
+            connection = self.idle_connection()
+            if connection is not None:
+                return connection
+            if self.opened < self.limit and not self.waiters:
+                self.opened += 1
+                return await self.connect(max(0.0, min(connect_timeout, deadline - time.monotonic())))
+            waiter = asyncio.get_running_loop().create_future()
+            self.waiters.append(waiter)
+            try:
+                async with asyncio.timeout(deadline - time.monotonic()):
+                    connection = await waiter
+            except BaseException as exc:
+                if waiter.done() and not waiter.cancelled():  # handed one just as this request gave up
+                    given = waiter.result()
+                    self.slot_freed() if given is None else self.put(given)
+                else:
+                    waiter.cancel()
+                    self.waiters.remove(waiter)
+                if isinstance(exc, TimeoutError):
+                    raise PoolTimeout(self.limit) from None
+                raise
+            if connection is None:  # a slot, passed on by a closed connection
+                return await self.connect(max(0.0, min(connect_timeout, deadline - time.monotonic())))
+            if not connection.closed:
+                return connection
+
     async def connect(self, connect_timeout: float) -> Connection:
+        """Open a connection in a slot already taken; the slot is given back if that fails."""
         loop = asyncio.get_running_loop()
+        proxy = self.proxy
         try:
             async with asyncio.timeout(connect_timeout):
-                _, connection = await loop.create_connection(
-                    lambda: Connection(self, loop), self.host, self.port, ssl=self.ssl,
-                    server_hostname=self.host if self.ssl else None)
+                if proxy is None:
+                    _, connection = await loop.create_connection(
+                        lambda: Connection(self, loop), self.host, self.port, ssl=self.ssl,
+                        server_hostname=self.host if self.ssl else None)
+                elif self.ssl is not None:  # TLS to the upstream inside a CONNECT tunnel
+                    sock = await open_tunnel(loop, proxy, self.host, self.port)
+                    _, connection = await loop.create_connection(
+                        lambda: Connection(self, loop), sock=sock, ssl=self.ssl, server_hostname=self.host)
+                else:
+                    sock = await connect_to(loop, proxy)
+                    _, connection = await loop.create_connection(lambda: Connection(self, loop), sock=sock)
         except TimeoutError:
+            self.slot_freed()
             raise ConnectTimeout() from None
+        except BaseException:
+            self.slot_freed()
+            raise
+        if connection.closed:  # closed before this coroutine resumed
+            self.slot_freed()
+            raise ConnectionLost("the upstream closed the connection at once")
+        connection.counted = True
         return connection
 
     def close(self) -> None:
@@ -330,7 +482,7 @@ class Pool:
 
 
 class Client:
-    """Pools by origin; `request` returns once the status and headers have arrived.
+    """Pools by origin and proxy; `request` returns once the status and headers have arrived.
 
     First-byte deadlines are checked by one sweeper every `SWEEP_SECONDS` instead of a timer per request:
     a timer costs more than the rest of the client's work on a fast answer.
@@ -338,9 +490,12 @@ class Client:
 
     SWEEP_SECONDS = 0.05
 
-    def __init__(self):
-        self.pools: dict[tuple[str, str, int], Pool] = {}
+    def __init__(self, max_connections: int = MAX_CONNECTIONS_PER_HOST, proxies: Proxies | None = None):
+        self.max_connections = max_connections
+        self.proxies = Proxies() if proxies is None else proxies  # from the environment unless given
+        self.pools: dict[tuple[str, str, int, Proxy | None], Pool] = {}
         self.targets: dict[str, tuple[Pool, bytes]] = {}
+        # Verifies certificates against the system's CAs, or SSL_CERT_FILE / SSL_CERT_DIR when set.
         self.ssl_context = ssl.create_default_context()
         self.waiting: dict[Connection, float] = {}  # connection -> first-byte deadline
         self.reading: dict[Response, tuple[float, float]] = {}  # response -> (idle timeout, total deadline)
@@ -355,16 +510,24 @@ class Client:
         self.targets[url] = self._parse(url)
         return self.targets[url]
 
+    def limit(self, url: str, connections: int) -> None:
+        """Cap the connections to `url`'s host; the smallest cap asked for a host wins."""
+        pool = self.pool(url)[0]
+        pool.limit = min(pool.limit, connections) if pool.limited else connections
+        pool.limited = True
+
     def _parse(self, url: str) -> tuple[Pool, bytes]:
         parts = urlsplit(url)
         scheme = parts.scheme
+        host = parts.hostname or ""
         port = parts.port or (443 if scheme == "https" else 80)
-        key = (scheme, parts.hostname or "", port)
+        proxy = self.proxies.select(scheme, host, port) if self.proxies.by_scheme else None
+        key = (scheme, host, port, proxy)
         pool = self.pools.get(key)
         if pool is None:
-            pool = self.pools[key] = Pool(scheme, key[1], port, self.ssl_context)
+            pool = self.pools[key] = Pool(scheme, host, port, self.ssl_context, self.max_connections, proxy)
         target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-        return pool, target.encode()
+        return pool, pool.target_prefix + target.encode()
 
     async def request(self, method: str, url: str, headers: dict | list[bytes], body: bytes | None,
                       connect_timeout: float, first_byte_timeout: float, idle_timeout: float = 3600.0,
@@ -375,12 +538,15 @@ class Client:
             self._sweeper = asyncio.get_running_loop().create_task(self._sweep())
         started = time.monotonic()
         deadline = started + first_byte_timeout
+        head_request = method == "HEAD"
         for attempt in (1, 2):
-            connection = pool.idle_connection() or await pool.connect(
-                max(0.0, min(connect_timeout, deadline - time.monotonic())))
+            connection = pool.idle_connection() or await pool.acquire(deadline, connect_timeout)
             self.waiting[connection] = deadline
             try:
-                response = await connection.send(head, body)
+                response = await connection.send(head, body, head_request)
+                if response.status == 407 and pool.target_prefix:
+                    raise ProxyError(f"the proxy {pool.proxy.display} refused the request (407 Proxy "
+                                     "Authentication Required); check the credentials in the proxy URL")
                 if not response._complete:
                     self.reading[response] = (idle_timeout, started + total_timeout)
                 return response

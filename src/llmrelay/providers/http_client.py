@@ -6,26 +6,38 @@ message that names the upstream (never its credentials) and the setting that gov
 
 import asyncio
 import socket
+import ssl
 import time
 from collections.abc import Awaitable
 
 from llmrelay.core.errors import UpstreamTimeout, UpstreamUnavailable
-from llmrelay.providers.http1 import Client, ConnectionLost, ConnectTimeout, Response
+from llmrelay.providers.http1 import (
+    MAX_CONNECTIONS_PER_HOST,
+    Client,
+    ConnectionLost,
+    ConnectTimeout,
+    PoolTimeout,
+    Response,
+)
+from llmrelay.providers.proxy import ProxyError
 from llmrelay.providers.upstream import Upstream
 
 
 class UpstreamClient:
     def __init__(self, connect_timeout: float, first_byte_timeout: float, idle_timeout: float = 120.0,
-                 total_timeout: float = 1800.0):
+                 total_timeout: float = 1800.0, max_connections: int = MAX_CONNECTIONS_PER_HOST):
         self.connect_timeout = connect_timeout
         self.first_byte_timeout = first_byte_timeout
         self.idle_timeout = idle_timeout
         self.total_timeout = total_timeout
-        self._client = Client()
+        self._client = Client(max_connections)
 
     async def open(self, upstreams: list[Upstream]) -> None:
         for upstream in upstreams:
-            self._client.pool(upstream.chat_url)
+            if upstream.max_connections:
+                self._client.limit(upstream.chat_url, upstream.max_connections)
+            else:
+                self._client.pool(upstream.chat_url)
 
     async def close(self) -> None:
         self._client.close()
@@ -45,6 +57,10 @@ class UpstreamClient:
             return await self._client.request(method, url, headers, body, connect_timeout, first_byte_timeout,
                                               upstream.idle_timeout or self.idle_timeout,
                                               upstream.total_timeout or self.total_timeout)
+        except PoolTimeout as exc:
+            raise UpstreamTimeout(f"{_where(upstream)}: all {exc.limit} connections the node may open to it stayed "
+                                  f"busy for {first_byte_timeout:g} s; raise max_connections for it or "
+                                  "LLMRELAY_MAX_CONNECTIONS_PER_HOST") from None
         except ConnectTimeout:
             raise UpstreamTimeout(f"{_where(upstream)} did not accept a connection within {connect_timeout:g} s; "
                                   "check that it is running, or raise LLMRELAY_CONNECT_TIMEOUT") from None
@@ -53,6 +69,13 @@ class UpstreamClient:
                                   "LLMRELAY_FIRST_BYTE_TIMEOUT for slow models") from None
         except socket.gaierror:
             raise UpstreamUnavailable(f"the host name of {_where(upstream)} does not resolve; check {upstream.setting}") from None
+        except ssl.SSLCertVerificationError as exc:
+            raise UpstreamUnavailable(f"the certificate of {_where(upstream)} could not be verified "
+                                      f"({exc.verify_message or exc.reason}); check {upstream.setting}, or point "
+                                      "SSL_CERT_FILE at the CA that signed it") from None
+        except ProxyError as exc:
+            raise UpstreamUnavailable(f"cannot reach {_where(upstream)}: {exc}; check HTTPS_PROXY, HTTP_PROXY and "
+                                      "NO_PROXY") from None
         except ConnectionLost:
             raise UpstreamUnavailable(f"{_where(upstream)} closed the connection without answering; check that it is "
                                       "healthy") from None

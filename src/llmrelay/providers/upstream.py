@@ -1,6 +1,6 @@
 """An upstream endpoint as the node reaches it: where to send, which credentials to add, how to probe it."""
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from urllib.parse import urlsplit, urlunsplit
 
 
@@ -19,6 +19,7 @@ class Upstream:
     first_byte_timeout: float | None = None
     idle_timeout: float | None = None
     total_timeout: float | None = None
+    max_connections: int | None = None  # to its host at once; None: the node's LLMRELAY_MAX_CONNECTIONS_PER_HOST
 
     @property
     def display_url(self) -> str:
@@ -49,3 +50,10 @@ def without_userinfo(url: str) -> str:
 def origin(url: str) -> str:
     parts = urlsplit(url)
     return urlunsplit((parts.scheme, parts.netloc, "", "", ""))
+
+
+def capped(upstream: Upstream | None, max_connections: int | None) -> Upstream | None:
+    """`upstream` with a cap on its host's connections (None: unchanged)."""
+    if upstream is None or max_connections is None:
+        return upstream
+    return replace(upstream, max_connections=max_connections)

@@ -1,0 +1,144 @@
+"""The per-host connection cap: requests beyond it wait in line for a connection, up to the first-byte
+deadline, and never open more."""
+
+import asyncio
+
+import pytest
+
+from llmrelay.core.errors import UpstreamTimeout
+from llmrelay.providers.http1 import Client, PoolTimeout
+from llmrelay.providers.http_client import UpstreamClient
+from llmrelay.providers.upstream import Upstream
+from tests.protocol.upstreams import ScriptedUpstream, read_request
+
+
+def run(coroutine):
+    return asyncio.run(asyncio.wait_for(coroutine, 20))
+
+
+def slow(seconds: float, order: list | None = None):
+    async def handler(reader, writer, number):
+        while (request := await read_request(reader)) is not None:
+            if order is not None:
+                order.append(request[1])
+            await asyncio.sleep(seconds)
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(request[1]), request[1]))
+            await writer.drain()
+    return handler
+
+
+async def post(client: Client, url: str, body: bytes, first_byte_timeout: float = 5) -> bytes:
+    response = await client.request("POST", url, {}, body, 2, first_byte_timeout)
+    return await response.read()
+
+
+def test_upstream_cap_of_2_with_5_slow_requests_never_opens_more_than_2():
+    order = []
+
+    async def scenario():
+        async with ScriptedUpstream(slow(0.15, order)) as upstream:
+            client = Client(max_connections=2)
+            bodies = [b"r%d" % n for n in range(5)]
+            tasks = []
+            for body in bodies:  # started one after another, so the line has an order
+                tasks.append(asyncio.ensure_future(post(client, upstream.url(), body)))
+                await asyncio.sleep(0.03)
+            assert await asyncio.gather(*tasks) == bodies
+            assert upstream.most_open == 2
+            assert upstream.connections == 2  # the waiting requests were handed the returned connections
+            client.close()
+
+    run(scenario())
+    assert sorted(order[:2]) == [b"r0", b"r1"] and order[2:] == [b"r2", b"r3", b"r4"]  # first come, first served
+
+
+def test_upstream_waiting_for_a_connection_ends_at_the_first_byte_deadline():
+    async def scenario():
+        async with ScriptedUpstream(slow(1.0)) as upstream:
+            client = Client(max_connections=1)
+            first = asyncio.ensure_future(post(client, upstream.url(), b"a"))
+            await asyncio.sleep(0.05)
+            with pytest.raises(PoolTimeout):
+                await post(client, upstream.url(), b"b", first_byte_timeout=0.2)
+            assert await first == b"a"
+            assert await post(client, upstream.url(), b"c") == b"c"  # the timed-out waiter took no slot
+            assert upstream.connections == 1
+            client.close()
+
+    run(scenario())
+
+
+def test_upstream_closed_connection_passes_its_slot_to_the_next_in_line():
+    async def handler(reader, writer, number):
+        request = await read_request(reader)
+        await asyncio.sleep(0.1)
+        writer.write(b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: %d\r\n\r\n%s" % (
+            len(request[1]), request[1]))
+        await writer.drain()
+
+    async def scenario():
+        async with ScriptedUpstream(handler) as upstream:
+            client = Client(max_connections=1)
+            results = await asyncio.gather(*(post(client, upstream.url(), b"%d" % n) for n in range(3)))
+            assert results == [b"0", b"1", b"2"]
+            assert upstream.most_open == 1 and upstream.connections == 3
+            client.close()
+
+    run(scenario())
+
+
+def test_upstream_cancelled_waiter_leaves_the_line_without_taking_a_slot():
+    async def scenario():
+        async with ScriptedUpstream(slow(0.2)) as upstream:
+            client = Client(max_connections=1)
+            first = asyncio.ensure_future(post(client, upstream.url(), b"a"))
+            await asyncio.sleep(0.05)
+            waiting = asyncio.ensure_future(post(client, upstream.url(), b"b"))
+            await asyncio.sleep(0.05)
+            waiting.cancel()
+            assert await first == b"a"
+            assert await post(client, upstream.url(), b"c") == b"c"
+            pool = client.pools[("http", "127.0.0.1", upstream.port, None)]
+            assert (pool.opened, len(pool.waiters)) == (1, 0)
+            client.close()
+
+    run(scenario())
+
+
+def test_upstream_pool_timeout_is_a_504_naming_the_setting():
+    async def scenario():
+        async with ScriptedUpstream(slow(1.0)) as upstream:
+            upstream_ = Upstream(name="ollama", base_url=upstream.url(""), chat_url=upstream.url("/api/chat"),
+                                 probe_url="", setting="LLM_CHAT_URL", max_connections=1, first_byte_timeout=0.2)
+            client = UpstreamClient(2, 5)
+            await client.open([upstream_])
+            first = asyncio.ensure_future(client._client.request("POST", upstream_.chat_url, {}, b"a", 2, 5))
+            await asyncio.sleep(0.05)
+            with pytest.raises(UpstreamTimeout, match="all 1 connections .* LLMRELAY_MAX_CONNECTIONS_PER_HOST"):
+                await client.post(upstream_, b"b", {})
+            (await first).close()
+            await client.close()
+
+    run(scenario())
+
+
+def test_upstream_max_connections_from_the_config_file_caps_the_deployments_host(clean_env):
+    from llmrelay.routing.models import ModelCatalog
+    from llmrelay.settings import Settings
+
+    settings = Settings(
+        llm_chat_url="http://127.0.0.1:9/api/chat", max_connections_per_host=50,
+        models=[{"name": "small", "deployments": [
+            {"provider": "ollama", "base_url": "http://10.0.0.1:11434", "max_connections": 3}]}])
+    catalog = ModelCatalog(settings)
+    assert catalog.configured["small"].deployments[0].upstream.max_connections == 3
+    assert catalog.ollama.max_connections == 50
+
+    async def scenario():
+        client = UpstreamClient(2, 5)
+        await client.open(catalog.upstreams)
+        assert client._client.pool("http://10.0.0.1:11434/api/chat")[0].limit == 3
+        assert client._client.pool("http://127.0.0.1:9/api/chat")[0].limit == 50
+        await client.close()
+
+    run(scenario())
