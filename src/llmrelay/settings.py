@@ -52,6 +52,7 @@ class DeploymentConfig(BaseModel):
     max_in_flight: int | None = Field(None, gt=0)  # requests at once; more wait in the node's queue
     idle_timeout: float | None = Field(None, gt=0)  # longest gap between two chunks of an answer
     total_timeout: float | None = Field(None, gt=0)  # longest whole answer
+    max_connections: int | None = Field(None, gt=0)  # to its host at once (the smallest of a host's applies)
     # provider "local": a GGUF file run in the node (default: the embedded SmolLM2 model)
     model_path: str | None = None
     context_size: int | None = Field(None, gt=0)
@@ -141,6 +142,9 @@ class Settings(BaseSettings):
     write_timeout: float = Field(60.0, gt=0, validation_alias=_env("LLMRELAY_WRITE_TIMEOUT", "write_timeout"))
     max_header_bytes: int = Field(64 * 1024, gt=0, validation_alias=_env("LLMRELAY_MAX_HEADER_BYTES",
                                                                          "max_header_bytes"))
+    # Connections open to one upstream host at once; requests beyond wait in line (until the first-byte timeout).
+    max_connections_per_host: int = Field(1024, gt=0, validation_alias=_env("LLMRELAY_MAX_CONNECTIONS_PER_HOST",
+                                                                            "max_connections_per_host"))
 
     host: str = Field("127.0.0.1", validation_alias=_env("LLMRELAY_HOST", "host"))
     port: int = Field(8080, ge=1, le=65535, validation_alias=_env("LLMRELAY_PORT", "port"))

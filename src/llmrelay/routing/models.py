@@ -15,7 +15,7 @@ from llmrelay.providers.local import embedded_model_path, local_upstream
 from llmrelay.providers.model_path import MAX_MODEL_NAME
 from llmrelay.providers.ollama import ollama_upstream
 from llmrelay.providers.openai import openai_upstream
-from llmrelay.providers.upstream import Upstream
+from llmrelay.providers.upstream import Upstream, capped
 from llmrelay.routing.names import (
     ANTHROPIC_PREFIXES,
     EMBEDDED_NAMES,
@@ -95,6 +95,9 @@ class ModelCatalog:
                           if settings.anthropic_api_key else None)
         self.cloudflare = (cloudflare_upstream(settings.llm_cf_token.get_secret_value() if settings.llm_cf_token
                                                else None, settings.llm_cf_url) if settings.llm_cf_url else None)
+        self.ollama, self.openai, self.anthropic, self.cloudflare = (  # the client caps each one's host by it
+            capped(u, settings.max_connections_per_host) for u in (self.ollama, self.openai, self.anthropic,
+                                                                   self.cloudflare))
         self.configured = {
             model.name: Route(model.name, tuple(self._deployment(model.name, d) for d in model.deployments), True,
                               model.strategy, tuple(model.fallbacks), tuple(model.context_window_fallbacks))
@@ -184,5 +187,6 @@ class ModelCatalog:
             if base is None:
                 raise NoUpstream(f"model {name}: a cloudflare deployment needs base_url or LLM_CF_URL")
             upstream = cloudflare_upstream(key, base, **common)
+        upstream = capped(upstream, config.max_connections or settings.max_connections_per_host)
         return Deployment(config.provider, config.model or name, upstream, dict(config.options), config.weight,
                           config.max_in_flight, True)
