@@ -37,6 +37,7 @@ def test_requests_beyond_capacity_wait_then_get_429_and_beyond_the_queue_503(sta
     refused = httpx.post(node.url + "/v1/chat/completions", json={"model": "llama3", "messages": USER})
     assert refused.status_code == 503 and refused.headers["retry-after"]
     assert "queue is full" in refused.json()["error"]["message"]
+    assert refused.json()["error"]["type"] == "overloaded"  # named for what happened, not "no upstream"
     waiter.join(5)
     assert waiting["response"].status_code == 429 and waiting["response"].headers["retry-after"]
     assert httpx.get(node.url + "/health").status_code == 200, "health is never queued"

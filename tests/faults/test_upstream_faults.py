@@ -149,6 +149,7 @@ def test_refused_then_cooling_down_with_retry_after(node):
     chat(node, "dead")
     cooled = chat(node, "dead")
     assert cooled.status_code == 503 and "cooling down" in cooled.json()["error"]["message"]
+    assert cooled.json()["error"]["type"] == "upstreams_cooling_down"
     assert int(cooled.headers["retry-after"]) >= 1
 
 

@@ -17,7 +17,7 @@ from llmrelay.cluster.registry import Registry, redis_client
 from llmrelay.cluster.shared_state import SharedState
 from llmrelay.cluster.usage_totals import UsageTotals
 from llmrelay.core.durations import parse_duration
-from llmrelay.core.errors import NoUpstream
+from llmrelay.core.errors import SharedStoreUnavailable
 
 
 @dataclass
@@ -33,7 +33,7 @@ class Membership:
         try:
             totals = await asyncio.to_thread(self.usage_totals.summary, start)
         except RedisError as exc:
-            raise NoUpstream(f"the cluster's usage totals are in Redis, which is unreachable "
+            raise SharedStoreUnavailable(f"the cluster's usage totals are in Redis, which is unreachable "
                              f"({type(exc).__name__}); try again when it is back") from None
         return {"since": since, **totals}
 

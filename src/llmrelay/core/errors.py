@@ -67,8 +67,27 @@ class UpstreamUnavailable(RelayError):
 
 
 class NoUpstream(RelayError):
+    """Nothing is configured that could answer: the message names the setting to add."""
     status = 503
     type = "no_upstream_configured"
+
+
+class AtCapacity(RelayError):
+    """The node (or a deployment) is at its limit of requests in flight and its queue is full."""
+    status = 503
+    type = "overloaded"
+
+
+class CoolingDown(RelayError):
+    """Every deployment of the model failed repeatedly and is out of rotation for a while."""
+    status = 503
+    type = "upstreams_cooling_down"
+
+
+class SharedStoreUnavailable(RelayError):
+    """The cluster's shared store (Redis) does not answer."""
+    status = 503
+    type = "shared_store_unavailable"
 
 
 class UpstreamTimeout(RelayError):
@@ -83,7 +102,10 @@ _CONTEXT_WINDOW_WORDS = ("context length", "context window", "maximum context", 
 
 # The statuses of a host (or a gateway in front of it) that is down, overloaded, too slow or refusing the
 # node's credentials: whatever the body says, these count towards a cooldown.
-_HOST_STATUSES = frozenset({401, 403, 408, 429, 502, 503, 504, 529})
+_HOST_STATUSES = frozenset({401, 403, 408, 502, 503, 504, 529})
+# A 429 is the host's (or the account's) limit, unless it says this one request is over it by itself
+# (OpenAI: "Request too large for gpt-4o ... on tokens per min").
+_TOO_LARGE_WORDS = ("request too large", "too long") + _CONTEXT_WINDOW_WORDS
 # Words of a 5xx error's message that blame the request, not the host (servers that answer 500 where they
 # mean 400 or 404: a missing model, a prompt too long, a field they cannot take).
 _REQUEST_FAULT_WORDS = ("not found", "does not exist", "no such model", "unknown model", "invalid",
@@ -94,8 +116,9 @@ _REQUEST_FAULT_WORDS = ("not found", "does not exist", "no such model", "unknown
 def blames_request(status: int, detail: str) -> bool:
     """Whether an upstream's error answer was caused by the request's own content rather than by the host.
 
-    The rule: 502, 503, 504, 529 (and 401, 403, 408, 429) always blame the host, as do connection failures
-    and timeouts (which never get here). Any other 4xx blames the request. Any other 5xx (500 above all)
+    The rule: 502, 503, 504, 529 (and 401, 403, 408) always blame the host, as do connection failures and
+    timeouts (which never get here); so does 429, unless it says the request alone is too large for the
+    limit. Any other 4xx blames the request. Any other 5xx (500 above all)
     blames the request when its error message says the model does not exist, the context length is
     exceeded, or the request is invalid (`_REQUEST_FAULT_WORDS`); otherwise the host. A failure that blames
     the request is still tried elsewhere, but never counts towards the deployment's cooldown: one client's
@@ -103,6 +126,8 @@ def blames_request(status: int, detail: str) -> bool:
     """
     if status in _HOST_STATUSES:
         return False
+    if status == 429:
+        return any(words in detail.lower() for words in _TOO_LARGE_WORDS)
     if status < 500:
         return True
     text = detail.lower()
@@ -125,6 +150,7 @@ def from_upstream_status(upstream: str, status: int, detail: str, retry_after: s
     if status == 429:
         error = RateLimited(message, headers={"Retry-After": retry_after} if retry_after else None)
         error.retryable = True
+        error.request_fault = blames_request(status, detail)
         return error
     if status in (401, 403):
         return UpstreamUnavailable(f"the {upstream} upstream refused the node's credentials ({status}: {detail}); "

@@ -4,7 +4,7 @@
 import asyncio
 from collections import deque
 
-from llmrelay.core.errors import NoUpstream, RateLimited
+from llmrelay.core.errors import AtCapacity, RateLimited
 
 
 class Admission:
@@ -31,7 +31,7 @@ class Admission:
         if self.try_enter():
             return
         if len(self.waiters) >= self.queue_size:
-            raise NoUpstream(f"{self.name} is at capacity and its queue is full; try again shortly",
+            raise AtCapacity(f"{self.name} is at capacity and its queue is full; try again shortly",
                              headers={"Retry-After": "1"})
         waiter = asyncio.get_running_loop().create_future()
         self.waiters.append(waiter)

@@ -14,7 +14,7 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 
-from llmrelay.core.errors import NoUpstream
+from llmrelay.core.errors import CoolingDown
 from llmrelay.routing.admission import Admission
 from llmrelay.routing.models import Deployment, Route
 from llmrelay.settings import Settings
@@ -141,8 +141,8 @@ class Balancer:
         available = [h for h in healths if not h.cooling(now)]
         if not available:
             soonest = min(h.cooldown_until for h in healths) - now
-            raise NoUpstream(f"every deployment of model '{route.name}' is cooling down after repeated failures; "
-                             f"try again in {soonest:.0f} s", headers={"Retry-After": str(max(1, round(soonest)))})
+            raise CoolingDown(f"every deployment of model '{route.name}' is cooling down after repeated failures; "
+                              f"try again in {soonest:.0f} s", headers={"Retry-After": str(max(1, round(soonest)))})
         fresh = [h for h in available if h.deployment.key not in tried] or available
         free = [h for h in fresh if h.admission is None or not h.admission.full] or fresh
         if len(free) == 1:
