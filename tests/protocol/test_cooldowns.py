@@ -112,6 +112,9 @@ def test_a_cooldown_shared_through_the_cluster_is_per_model(start_node, openai_u
     (503, "The server is overloaded or not ready yet.", True),
     (504, "gateway timeout", True),
     (409, "conflict", False),
+    (429, "Rate limit reached for gpt-4o in organization org-x on requests per min (RPM): Limit 3", True),
+    (429, "Request too large for gpt-4o in organization org-x on tokens per min (TPM): Limit 30000, "
+          "Requested 50000. The input or output tokens must be reduced in order to run successfully.", False),
 ])
 def test_which_upstream_errors_count_towards_a_cooldown(status, detail, counts):
     error = from_upstream_status("openai", status, detail)

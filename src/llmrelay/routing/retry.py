@@ -89,8 +89,9 @@ class Retrier:
                     raise
                 last_error = error
                 delay = 0.0 if others else self._delay(number, error)
-                if others or delay is None:
-                    # An upstream that said when to come back is left alone until then, unless we wait for it.
+                if (others or delay is None) and not error.request_fault:
+                    # An upstream that said when to come back is left alone until then, unless we wait for it
+                    # (or it only refused this one request: too large for its limit).
                     self.balancer.respect_retry_after(health, error.headers.get("Retry-After"))
                 if delay is None:
                     raise
