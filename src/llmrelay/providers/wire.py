@@ -118,8 +118,11 @@ async def ndjson_records(upstream: Upstream, response: Response) -> AsyncIterato
 async def sse_events(upstream: Upstream, response: Response) -> AsyncIterator[tuple[str, str]]:
     """(event name, data) for each server-sent event; the name is "message" when none is given."""
     buffer = b""
+    held_cr = b""  # a read ending in "\r": its "\n" may open the next read, and the pair must stay one line end
     async for chunk in _chunks(upstream, response):
-        buffer += chunk.replace(b"\r\n", b"\n")
+        chunk = held_cr + chunk
+        held_cr = b"\r" if chunk.endswith(b"\r") else b""
+        buffer += chunk[:-1].replace(b"\r\n", b"\n") if held_cr else chunk.replace(b"\r\n", b"\n")
         *events, buffer = buffer.split(b"\n\n")
         for raw in events:
             event = _parse_event(raw)
@@ -127,6 +130,7 @@ async def sse_events(upstream: Upstream, response: Response) -> AsyncIterator[tu
                 yield event
         if len(buffer) > MAX_RECORD_BYTES:
             raise UpstreamUnavailable(f"the {upstream.name} upstream sent an event over {MAX_RECORD_BYTES} bytes")
+    buffer += held_cr
     if buffer.strip():
         event = _parse_event(buffer)
         if event is not None:
