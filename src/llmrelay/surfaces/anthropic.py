@@ -21,7 +21,7 @@ from llmrelay.core.chat import (
 from llmrelay.core.errors import BadRequest, RelayError
 from llmrelay.core.ids import message_id
 from llmrelay.surfaces.chat_surface import ChatSurface, StreamEncoder
-from llmrelay.surfaces.decoding import expect, image_from_url, optional_number
+from llmrelay.surfaces.decoding import expect, image_from_url, name_tool_results, optional_number
 from llmrelay.surfaces.passthrough import forward, json_object, model_of, sse_boundary
 
 _STOP = {"stop": "end_turn", "length": "max_tokens", "tool_calls": "tool_use", "content_filter": "refusal"}
@@ -41,7 +41,7 @@ def decode_request(request: dict) -> Chat:
         messages.extend(_messages(item, index))
     if request.get("max_tokens") is None:
         raise BadRequest("max_tokens: Field required")
-    chat = Chat(model=request["model"], messages=messages, stream=bool(request.get("stream")))
+    chat = Chat(model=request["model"], messages=name_tool_results(messages), stream=bool(request.get("stream")))
     chat.params["max_tokens"] = expect(request["max_tokens"], int, "max_tokens", "an integer")
     for name in ("temperature", "top_p", "top_k"):
         if optional_number(request, name) is not None:

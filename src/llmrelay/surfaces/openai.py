@@ -19,7 +19,7 @@ from llmrelay.core.chat import (
 from llmrelay.core.errors import BadRequest, RelayError
 from llmrelay.core.ids import completion_id, unix_time
 from llmrelay.surfaces.chat_surface import ChatSurface, StreamEncoder
-from llmrelay.surfaces.decoding import expect, image_from_url, optional_number
+from llmrelay.surfaces.decoding import expect, image_from_url, name_tool_results, optional_number
 from llmrelay.surfaces.passthrough import json_object, model_of, sse_boundary
 
 _PARAMS = ("temperature", "top_p", "top_k", "seed", "presence_penalty", "frequency_penalty")
@@ -31,8 +31,8 @@ _ERROR_TYPES = {400: "invalid_request_error", 401: "authentication_error", 403: 
 
 
 def decode_request(request: dict) -> Chat:
-    messages = [_message(item, index) for index, item in
-                enumerate(expect(request.get("messages"), list, "messages", "a list of messages"))]
+    messages = name_tool_results([_message(item, index) for index, item in
+                                  enumerate(expect(request.get("messages"), list, "messages", "a list of messages"))])
     chat = Chat(model=request["model"], messages=messages, stream=bool(request.get("stream")))
     for name in _PARAMS:
         if optional_number(request, name) is not None:
