@@ -5,7 +5,7 @@ import asyncio
 
 import pytest
 
-from llmrelay.providers.http1 import Client, ConnectionLost, IdleTimeout
+from llmrelay.providers.http1 import Client, ConnectionLost, FirstByteTimeout, IdleTimeout
 from tests.protocol.upstreams import ScriptedUpstream, answering, first_connection_then, read_request
 
 
@@ -287,6 +287,25 @@ def test_upstream_body_cancelled_mid_read_is_not_reused():
             response.close()  # the relay stops reading: its client went away
             assert await get(client, upstream.url()) == (200, b"part")
             assert upstream.connections == 2
+            client.close()
+
+    run(scenario())
+
+
+def test_upstream_first_byte_timeout_closes_the_connection():
+    async def handler(reader, writer, number):
+        await read_request(reader)
+        await reader.read()  # never answers
+
+    async def scenario():
+        async with ScriptedUpstream(handler) as upstream:
+            client = Client()
+            with pytest.raises(FirstByteTimeout):
+                await client.request("GET", upstream.url(), {}, None, 2, 0.2)
+            await asyncio.sleep(0.1)
+            assert upstream.open == 0
+            pool = client.pools[("http", "127.0.0.1", upstream.port, None)]
+            assert (len(pool.idle), pool.opened) == (0, 0)
             client.close()
 
     run(scenario())

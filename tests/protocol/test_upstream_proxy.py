@@ -3,6 +3,7 @@ through a CONNECT tunnel with TLS inside, http as absolute-form requests; creden
 
 import asyncio
 
+import httpx
 import pytest
 
 from llmrelay.core.errors import UpstreamUnavailable
@@ -10,7 +11,7 @@ from llmrelay.providers.http1 import Client
 from llmrelay.providers.http_client import UpstreamClient
 from llmrelay.providers.proxy import Proxies
 from llmrelay.providers.upstream import Upstream
-from tests.protocol.upstreams import ScriptedUpstream, answering, server_context
+from tests.protocol.upstreams import ScriptedUpstream, ThreadedUpstream, answering, server_context
 
 OK = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
 
@@ -178,3 +179,23 @@ def test_upstream_proxy_variables_lower_case_first_and_all_proxy_fallback():
     assert proxies.select("http", "x", 80).host == "all"
     assert Proxies({}).select("https", "x", 443) is None
     assert "not supported" in Proxies({"HTTPS_PROXY": "socks5://p:1080"}).select("https", "x", 443).problem
+
+
+def test_upstream_node_reads_the_proxy_from_its_environment(tinyproxy, start_node):
+    seen = []
+    body = b'{"model":"llama3","message":{"role":"assistant","content":"via proxy"},"done":true}'
+    upstream = ThreadedUpstream(answering(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                                          b"Content-Length: %d\r\n\r\n%s" % (len(body), body), log=seen))
+    proxy = tinyproxy()
+    try:
+        node = start_node({"LLM_CHAT_URL": upstream.url("/api/chat"), "HTTP_PROXY": proxy.url("carol:pw"),
+                           "NO_PROXY": "example.com"})
+        answer = httpx.post(node.url + "/api/v1/chat", timeout=10,
+                            json={"model": "llama3", "messages": [{"role": "user", "content": "hi"}], "stream": False})
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["message"]["content"] == "via proxy"
+        assert b"(tinyproxy/" in seen[0].lower()
+        assert "POST http://127.0.0.1:%d/api/chat" % upstream.upstream.port in proxy.log()
+        assert "carol" not in node.logs() and "pw@" not in node.logs()
+    finally:
+        upstream.stop()
