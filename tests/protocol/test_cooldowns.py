@@ -74,6 +74,15 @@ def test_retry_after_cooldown_is_capped(start_node, openai_upstream):
     assert asked(openai_upstream, "gpt-x-rate-limited-hour") == 2, "back in rotation after 2 s, not an hour"
 
 
+def test_a_probe_does_not_end_a_retry_after_cooldown(start_node, openai_upstream):
+    node = start_node(openai_env(openai_upstream, LLMRELAY_COOLDOWN_MAX="5", LLMRELAY_PROBE_INTERVAL="0.2"))
+    assert chat(node, "gpt-x-rate-limited-hour").status_code == 429
+    time.sleep(1.5)  # several probes of the upstream, each answered
+    assert sum(r.path == "/v1/models" for r in openai_upstream.requests) >= 1
+    assert cooling_down(chat(node, "gpt-x-rate-limited-hour")), "still resting as the upstream asked"
+    assert asked(openai_upstream, "gpt-x-rate-limited-hour") == 1
+
+
 def test_cooldown_max_defaults_to_a_minute(clean_env):
     assert load_settings().cooldown_max == 60
 

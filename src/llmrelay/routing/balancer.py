@@ -32,6 +32,7 @@ class Health:
     in_flight: int = 0
     failures: deque = field(default_factory=deque)  # monotonic times of recent failures
     cooldown_until: float = 0.0
+    retry_after_until: float = 0.0  # the part of the cooldown the upstream asked for (a probe does not end it)
     ttfb: float | None = None  # seconds, moving average
     requests: int = 0
     errors: int = 0
@@ -192,11 +193,13 @@ class Balancer:
             return
         if seconds > 0:
             seconds = min(seconds, self.settings.cooldown_max)
-            health.cooldown_until = max(health.cooldown_until, time.monotonic() + seconds)
+            health.retry_after_until = time.monotonic() + seconds
+            health.cooldown_until = max(health.cooldown_until, health.retry_after_until)
 
     def recovered(self, health: Health) -> None:
-        """A probe found it answering again: back into rotation before its cooldown ends."""
-        health.cooldown_until = 0.0
+        """A probe found it answering again: back into rotation before its cooldown ends, but not before the
+        time the upstream itself asked for (a probe of the host says nothing of a model's rate limit)."""
+        health.cooldown_until = health.retry_after_until if health.retry_after_until > time.monotonic() else 0.0
         health.failures.clear()
 
     def report(self) -> list[dict]:
