@@ -4,9 +4,11 @@ and closes them."""
 import asyncio
 import logging
 from collections.abc import Awaitable
+from urllib.parse import urlsplit
 
 from llmrelay import __version__
-from llmrelay.access.guard import AccessGuard, model_budgets
+from llmrelay.access.browsers import BrowserGuard
+from llmrelay.access.guard import AccessGuard, model_budgets, presented_key
 from llmrelay.access.keys import KeyStore
 from llmrelay.access.limits import open_limits
 from llmrelay.asgi import (
@@ -17,9 +19,11 @@ from llmrelay.asgi import (
     Receive,
     Scope,
     Send,
+    error_body,
 )
 from llmrelay.cluster.membership import Membership, join_cluster
 from llmrelay.core.errors import MethodNotAllowed, NotFound, RelayError
+from llmrelay.endpoints import Access, Api, Endpoint, Endpoints
 from llmrelay.core.gc_tuning import tune_for_serving
 from llmrelay.observability.access_log import AccessLog
 from llmrelay.observability.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
@@ -27,6 +31,7 @@ from llmrelay.observability.metrics import Metrics
 from llmrelay.observability.recorder import Recorder, RequestRecord
 from llmrelay.observability.timeline import Timeline
 from llmrelay.providers.http_client import UpstreamClient
+from llmrelay.providers.probes import ProbeCache
 from llmrelay.routing.admission import Admission
 from llmrelay.routing.gateway import Gateway
 from llmrelay.routing.models import ModelCatalog
@@ -38,7 +43,17 @@ from llmrelay.surfaces.admin import KEYS_PATH, AdminSurface
 from llmrelay.surfaces.anthropic import AnthropicSurface
 from llmrelay.surfaces.ollama import OllamaGenerateSurface, OllamaSurface
 from llmrelay.surfaces.openai import OpenAISurface
-from llmrelay.surfaces.openapi import openapi_document
+from llmrelay.surfaces.openapi import (
+    ANTHROPIC_MESSAGES,
+    EMBED,
+    MODEL_ONLY,
+    NEW_KEY,
+    OLLAMA_CHAT,
+    OLLAMA_GENERATE,
+    OPENAI_CHAT,
+    SEED_CHAT,
+    openapi_document,
+)
 from llmrelay.surfaces.passthrough import PassthroughSurface
 from llmrelay.usage.writer import UsageWriter
 from llmrelay.web import PAGES, STATIC_PATH, WebPages
@@ -46,19 +61,6 @@ from llmrelay.web import PAGES, STATIC_PATH, WebPages
 log = logging.getLogger("llmrelay")
 
 CLIENT_CLOSED = 499  # nginx's convention for "the client went away before the answer"
-
-# Endpoints that ask a model, by the API they speak: each request to one gets a usage record, and counts
-# against the node's capacity.
-SURFACE_OF_PATH = {
-    "/api/v1/chat": "passthrough", "/v1/api/chat": "passthrough", "/api/v1/chat/cf": "cloudflare",
-    "/v1/chat/completions": "openai", "/v1/embeddings": "openai",
-    "/v1/messages": "anthropic", "/v1/messages/count_tokens": "anthropic",
-    "/api/chat": "ollama", "/api/generate": "ollama", "/api/show": "ollama", "/api/embed": "ollama",
-}
-# Open to anyone, keys or not: liveness, readiness, the API description, and the pages (whose scripts send
-# the key the user gives them).
-PUBLIC_PATHS = frozenset({"/health", "/ready", "/openapi.json", *PAGES})
-
 
 class RelayApp:
     def __init__(self, settings: Settings):
@@ -68,6 +70,7 @@ class RelayApp:
         self.client = UpstreamClient(settings.connect_timeout, settings.first_byte_timeout, settings.idle_timeout,
                                      settings.total_timeout)
         self.gateway = Gateway(self.catalog, self.client, settings)
+        self.probes = ProbeCache(self.client, settings.ready_timeout)
         openai = OpenAISurface(self.gateway, settings.max_body_bytes)
         anthropic = AnthropicSurface(self.gateway, settings.max_body_bytes)
         ollama = OllamaSurface(self.gateway, settings.max_body_bytes)
@@ -86,55 +89,91 @@ class RelayApp:
         self.guard = AccessGuard(self.keys, open_limits(redis_url, settings.cluster_name),
                                  model_budgets(settings.models))
         Exchange.guard = self.guard
+        # The names the node is bound to and known to its cluster under are its own.
+        own_hosts = [settings.host, urlsplit(settings.node_url).hostname if settings.node_url else None]
+        self.browsers = BrowserGuard(self.keys, ",".join(filter(None, [settings.allowed_hosts, *own_hosts])),
+                                     settings.allowed_origins)
         self.cluster = join_cluster(self, redis_url)
         self.metrics = Metrics(self)
         self.timeline = Timeline()
         self.web = WebPages()
         self.recorder: Recorder | None = None
         self.usage: UsageWriter | None = None
-        self.error_body_of = {path: surface.error_body for surface, paths in (
-            (openai, ("/v1/chat/completions", "/v1/embeddings")),
-            (anthropic, ("/v1/messages", "/v1/messages/count_tokens")),
-            (ollama, ("/api/chat", "/api/generate", "/api/show", "/api/embed"))) for path in paths}
         admin = AdminSurface(self.keys, self.database, settings.max_body_bytes, self.gateway.balancer.report)
-        self.admin_key_action = admin.key_action
-        seed_chat = self.passthrough.chat
-        self.handlers = {
+        self.endpoints = Endpoints(self._endpoints(openai, anthropic, ollama, generate, admin))
+
+    def _endpoints(self, openai: OpenAISurface, anthropic: AnthropicSurface, ollama: OllamaSurface,
+                   generate: OllamaGenerateSurface, admin: AdminSurface) -> list[Endpoint]:
+        """Every endpoint the node serves, each once."""
+        seed = Api("passthrough", error_body)
+        cloudflare = Api("cloudflare", error_body)
+        openai_api = Api("openai", openai.error_body)
+        anthropic_api = Api("anthropic", anthropic.error_body)
+        ollama_api = Api("ollama", ollama.error_body)
+        key, public, admin_read = Access.KEY, Access.PUBLIC, Access.ADMIN
+        ndjson, sse = "application/x-ndjson", "text/event-stream"
+        return [
             # The seed's pass-through endpoint, and the path the seed's text names.
-            "/api/v1/chat": {"POST": seed_chat},
-            "/v1/api/chat": {"POST": seed_chat},
-            "/api/v1/chat/cf": {"POST": self.passthrough.cloudflare},
-            "/api/v1/llm/models": {"GET": openai.models},
+            Endpoint("POST", "/api/v1/chat", self.passthrough.chat, "Forward a chat request byte for byte (the Masa "
+                     "node's endpoint)", key, seed, asks_model=True, body=SEED_CHAT, streams=ndjson),
+            Endpoint("POST", "/v1/api/chat", self.passthrough.chat, "Alias of /api/v1/chat", key, seed,
+                     asks_model=True, body=SEED_CHAT, streams=ndjson),
+            Endpoint("POST", "/api/v1/chat/cf", self.passthrough.cloudflare, "Forward to Cloudflare Workers AI "
+                     "(LLM_CF_URL/<model>)", key, cloudflare, asks_model=True, body=SEED_CHAT, streams=sse),
+            Endpoint("GET", "/api/v1/llm/models", openai.models, "The node's models", key),
             # OpenAI
-            "/v1/chat/completions": {"POST": openai.handle},
-            "/v1/models": {"GET": openai.models},
-            "/v1/embeddings": {"POST": openai.embeddings},
+            Endpoint("POST", "/v1/chat/completions", openai.handle, "OpenAI chat completions", key, openai_api,
+                     asks_model=True, body=OPENAI_CHAT, streams=sse),
+            Endpoint("GET", "/v1/models", openai.models, "OpenAI model list", key, openai_api),
+            Endpoint("POST", "/v1/embeddings", openai.embeddings, "OpenAI embeddings", key, openai_api,
+                     asks_model=True, body=EMBED),
             # Anthropic
-            "/v1/messages": {"POST": anthropic.handle},
-            "/v1/messages/count_tokens": {"POST": anthropic.count_tokens},
+            Endpoint("POST", "/v1/messages", anthropic.handle, "Anthropic messages", key, anthropic_api,
+                     asks_model=True, body=ANTHROPIC_MESSAGES, streams=sse),
+            Endpoint("POST", "/v1/messages/count_tokens", anthropic.count_tokens, "Anthropic token count (estimated "
+                     "unless Anthropic serves the model)", key, anthropic_api, asks_model=True,
+                     body=ANTHROPIC_MESSAGES),
             # Ollama
-            "/api/chat": {"POST": ollama.handle},
-            "/api/generate": {"POST": generate.handle},
-            "/api/tags": {"GET": ollama.tags},
-            "/api/show": {"POST": ollama.show},
-            "/api/version": {"GET": ollama.version},
-            "/api/embed": {"POST": ollama.embed},
+            Endpoint("POST", "/api/chat", ollama.handle, "Ollama chat", key, ollama_api, asks_model=True,
+                     body=OLLAMA_CHAT, streams=ndjson),
+            Endpoint("POST", "/api/generate", generate.handle, "Ollama generate", key, ollama_api, asks_model=True,
+                     body=OLLAMA_GENERATE, streams=ndjson),
+            Endpoint("GET", "/api/tags", ollama.tags, "Ollama model list", key, ollama_api),
+            Endpoint("POST", "/api/show", ollama.show, "Ollama model details", key, ollama_api, asks_model=True,
+                     body=MODEL_ONLY),
+            Endpoint("GET", "/api/version", ollama.version, "Ollama-compatible version", key, ollama_api),
+            Endpoint("POST", "/api/embed", ollama.embed, "Ollama embeddings", key, ollama_api, asks_model=True,
+                     body=EMBED),
             # The node
-            "/health": {"GET": self.health},
-            "/ready": {"GET": self.ready},
-            "/openapi.json": {"GET": self.openapi},
-            "/metrics": {"GET": self.metrics_page},
-            # The admin API (master key)
-            KEYS_PATH: {"GET": admin.list_keys, "POST": admin.create_key},
-            "/admin/usage": {"GET": admin.usage},
-            "/admin/usage/records": {"GET": admin.usage_records},
-            "/admin/deployments": {"GET": admin.deployments_report},
-            "/admin/stats": {"GET": self.stats},
-            "/admin/cluster": {"GET": self.cluster_report},
-            "/admin/usage/cluster": {"GET": self.cluster_usage},
-            # The chat page and the dashboard
-            **{path: {"GET": self.web.page} for path in PAGES},
-        }
+            Endpoint("GET", "/health", self.health, "The process is alive", public),
+            Endpoint("GET", "/ready", self.ready, "Whether an upstream is ready (503 when none is); the details "
+                     "need the master key when keys are on", public),
+            Endpoint("GET", "/openapi.json", self.openapi, "This document", public),
+            Endpoint("GET", "/metrics", self.metrics_page, "Prometheus metrics (master key when keys are on)",
+                     Access.METRICS, answers="text/plain"),
+            # The admin API
+            Endpoint("GET", KEYS_PATH, admin.list_keys, "API keys, without the keys themselves", Access.MASTER),
+            Endpoint("POST", KEYS_PATH, admin.create_key, "Create an API key, returned this once", Access.MASTER,
+                     body=NEW_KEY),
+            Endpoint("DELETE", KEYS_PATH + "/{key_id}", admin.revoke_key, "Revoke an API key", Access.MASTER),
+            Endpoint("POST", KEYS_PATH + "/{key_id}/revoke", admin.revoke_key, "Revoke an API key", Access.MASTER),
+            Endpoint("GET", "/admin/usage", admin.usage, "Usage totals by key, model or day: ?by=model&since=7d",
+                     admin_read),
+            Endpoint("GET", "/admin/usage/records", admin.usage_records, "Recent usage records: "
+                     "?since=1d&limit=100&errors=1", admin_read),
+            Endpoint("GET", "/admin/deployments", admin.deployments_report, "Every deployment's state and load",
+                     admin_read),
+            Endpoint("GET", "/admin/stats", self.stats, "Requests and latency per second, and the load now",
+                     admin_read),
+            Endpoint("GET", "/admin/cluster", self.cluster_report, "The cluster's nodes", admin_read),
+            Endpoint("GET", "/admin/usage/cluster", self.cluster_usage, "Usage totals of the whole cluster: "
+                     "?since=7d", admin_read),
+            # The chat page and the dashboard, and their files
+            *(Endpoint("GET", path, self.web.page, f"The {name.removesuffix('.html')} page", public,
+                       answers="text/html") for path, name in PAGES.items()),
+            Endpoint("GET", STATIC_PATH + "{name}", self.web.asset, "A file of the pages", public,
+                     answers="text/plain"),
+        ]
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """One request: dispatched, its errors answered in the client's API shape, recorded. (In this method
@@ -174,7 +213,9 @@ class RelayApp:
                 lease.release()
             if self.recorder is not None:
                 # A request forwarded by another node is recorded there, once.
-                self.recorder.record(RequestRecord.of(ex, None if ex.forwarded else SURFACE_OF_PATH.get(ex.path)))
+                endpoint = ex.endpoint
+                asked = endpoint is not None and endpoint.asks_model and not ex.forwarded
+                self.recorder.record(RequestRecord.of(ex, endpoint.api.name if asked else None))
             if ex.prompt_tokens or ex.completion_tokens:
                 await self.guard.settle(ex)
 
@@ -182,38 +223,41 @@ class RelayApp:
         """The handler's coroutine for this request, once the checks that wait for nothing have passed (they
         raise the request's error)."""
         path = ex.path
-        methods = self.handlers.get(path)
-        if methods is None:
-            if path.startswith(KEYS_PATH + "/"):
-                self.guard.require_master(ex)
-                return self.admin_key_action(ex)
-            if path.startswith(STATIC_PATH):
-                return self.web.asset(ex)
-            raise NotFound(f"no endpoint at {path}; GET /openapi.json lists the node's endpoints")
-        handler = methods.get(ex.method)
-        if handler is None:
+        methods = self.endpoints.methods_at(path)
+        endpoint = methods.get(ex.method) if methods is not None else None
+        shaped = endpoint or (next(iter(methods.values())) if methods else None)
+        if shaped is not None and shaped.api is not None:
+            ex.error_body = shaped.api.error_body  # errors in the client's API's shape
+        ex.cors = self.browsers.check(ex)
+        if ex.method == "OPTIONS" and self.browsers.is_preflight(ex):
+            return self.browsers.preflight(ex)
+        if endpoint is None:
+            if methods is None:
+                raise NotFound(f"no endpoint at {path}; GET /openapi.json lists the node's endpoints")
             allowed = ", ".join(methods)
             raise MethodNotAllowed(f"{path} accepts {allowed}, not {ex.method}", headers={"Allow": allowed})
-        if path in SURFACE_OF_PATH:
-            ex.error_body = self.error_body_of.get(path, ex.error_body)  # in the client's API's shape
+        ex.endpoint = endpoint
+        if endpoint.asks_model:
             if self.cluster is not None and self.cluster.forwarder.from_peer(ex):
                 ex.forwarded = True  # its first node checked the key and counted the limits
             else:
                 self.guard.authenticate(ex)
             if not self.admission.try_enter():
-                return self._after_queueing(ex, handler)
+                return self._after_queueing(ex, endpoint.handler)
             ex.admitted = True  # left when the request is done (__call__)
-            return handler(ex)
-        if path.startswith("/admin/"):
-            # An open node's dashboard may read its own state; changing keys always takes the master key.
-            if self.keys.required or path == KEYS_PATH:
+            return endpoint.handler(ex)
+        access = endpoint.access
+        if access is Access.KEY:
+            self.guard.authenticate(ex)
+        elif access is Access.MASTER:
+            self.guard.require_master(ex)
+        elif access is Access.ADMIN:
+            if self.keys.required:
                 self.guard.require_master(ex)
-        elif path == "/metrics":
+        elif access is Access.METRICS:
             if self.keys.required and not self.settings.public_metrics:
                 self.guard.require_master(ex)
-        elif path not in PUBLIC_PATHS:
-            self.guard.authenticate(ex)
-        return handler(ex)
+        return endpoint.handler(ex)
 
     async def _after_queueing(self, ex: Exchange, handler) -> None:
         """A model request that waits for a free slot of the node's capacity first."""
@@ -225,10 +269,16 @@ class RelayApp:
         await ex.respond_json(200, {"status": "ok", "version": __version__})
 
     async def ready(self, ex: Exchange) -> None:
+        """Ready when an upstream answers or a local model is loaded. On a keyed node only the master key sees
+        the details (upstream URLs, the database, the cluster's peers); anyone else gets the status alone."""
         upstreams = self.catalog.upstreams
-        reports = await asyncio.gather(*(self.client.probe(u, self.settings.ready_timeout) for u in upstreams))
+        reports = await self.probes.reports(upstreams)
         local = self.gateway.local_status()
         ready = any(report["ready"] for report in reports) or any(model["loaded"] for model in local)
+        status = 200 if ready else 503
+        if self.keys.required and not self.keys.is_master(presented_key(ex.scope["headers"])):
+            await ex.respond_json(status, {"status": "ready" if ready else "not_ready"})
+            return
         payload = {"status": "ready" if ready else "not_ready", "upstreams": reports,
                    "deployments": self.gateway.balancer.report()}
         if local:
@@ -240,7 +290,7 @@ class RelayApp:
                                         "written": self.usage.written}
         if not upstreams and not local:
             payload["message"] = "no upstream is configured: set LLM_CHAT_URL, OPENAI_API_KEY or ANTHROPIC_API_KEY"
-        await ex.respond_json(200 if ready else 503, payload)
+        await ex.respond_json(status, payload)
 
     async def metrics_page(self, ex: Exchange) -> None:
         await ex.respond(200, self.metrics.exposition(), METRICS_CONTENT_TYPE)
@@ -262,7 +312,7 @@ class RelayApp:
                                     "queued": len(self.admission.waiters)})
 
     async def openapi(self, ex: Exchange) -> None:
-        await ex.respond_json(200, openapi_document(__version__))
+        await ex.respond_json(200, openapi_document(__version__, self.endpoints.all))
 
     async def lifespan(self, receive: Receive, send: Send) -> None:
         while True:

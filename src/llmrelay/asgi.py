@@ -35,7 +35,7 @@ class Exchange:
     __slots__ = ("scope", "receive", "send", "method", "path", "request_id", "started", "model", "upstream",
                  "status", "bytes_out", "error_type", "client_gone", "error_body", "watch", "handler", "leases",
                  "deployment", "key", "body_size", "request_body", "forwarded", "first_out", "prompt_tokens", "completion_tokens",
-                 "tokens_estimated", "direct", "admitted")
+                 "tokens_estimated", "direct", "admitted", "cors", "endpoint")
 
     guard = None  # the node's AccessGuard: checks the key's model and the rate limits (set by the app)
     cluster = None  # the node registry, when the node is part of a cluster (set by the app)
@@ -70,6 +70,8 @@ class Exchange:
         self.prompt_tokens: int | None = None
         self.completion_tokens: int | None = None
         self.tokens_estimated = False
+        self.cors: list[tuple[bytes, bytes]] | None = None  # CORS headers for an allowed cross-origin caller
+        self.endpoint = None  # the endpoints.Endpoint dispatched to
 
     def header(self, name: bytes) -> bytes | None:
         for key, value in self.scope["headers"]:
@@ -171,6 +173,8 @@ class Exchange:
     async def start(self, status: int, headers: list[tuple[bytes, bytes]]) -> None:
         self.status = status
         headers.append((b"x-request-id", self.request_id.encode()))
+        if self.cors is not None:
+            headers.extend(self.cors)
         if self.direct is not None:
             self.direct.start_response(status, headers)
         else:

@@ -166,6 +166,10 @@ class Settings(BaseSettings):
     node_url: str | None = Field(None, validation_alias=_env("LLMRELAY_NODE_URL", "node_url"))
     usage_records: bool = Field(True, validation_alias=_env("LLMRELAY_USAGE_RECORDS", "usage_records"))
     public_metrics: bool = Field(False, validation_alias=_env("LLMRELAY_PUBLIC_METRICS", "public_metrics"))
+    # Browsers: host names a keyless node answers to besides IP addresses and localhost, and web origins
+    # whose pages may call the node (comma-separated; "*" for any).
+    allowed_hosts: str | None = Field(None, validation_alias=_env("LLMRELAY_ALLOWED_HOSTS", "allowed_hosts"))
+    allowed_origins: str | None = Field(None, validation_alias=_env("LLMRELAY_ALLOWED_ORIGINS", "allowed_origins"))
 
     max_body_bytes: int = Field(
         10 * 1024 * 1024, gt=0, validation_alias=_env("LLMRELAY_MAX_BODY_BYTES", "max_body_bytes")

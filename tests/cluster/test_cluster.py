@@ -145,7 +145,7 @@ def test_a_node_that_loses_redis_keeps_serving_and_rejoins(start_node, ollama, t
     key = create_key(node, rpm=100)["key"]
 
     def redis_state():
-        return httpx.get(node.url + "/ready").json()["cluster"]["redis"]
+        return httpx.get(node.url + "/ready", headers=ADMIN).json()["cluster"]["redis"]
     assert eventually(lambda: redis_state() == "connected", 3)
     redis_server.stop()
     try:

@@ -11,7 +11,7 @@ BODY = json.dumps({"model": "llama3", "messages": [{"role": "user", "content": "
 
 
 def head(body: bytes, extra: str = "") -> bytes:
-    return (f"POST /api/v1/chat HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+    return (f"POST /api/v1/chat HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"
             f"Content-Length: {len(body)}\r\n{extra}\r\n").encode()
 
 

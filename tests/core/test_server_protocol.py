@@ -90,7 +90,7 @@ def server():
 
 def request(port: int, path: str) -> socket.socket:
     sock = socket.create_connection(("127.0.0.1", port), timeout=5)
-    sock.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+    sock.sendall(f"GET {path} HTTP/1.1\r\nHost: localhost\r\n\r\n".encode())
     return sock
 
 
@@ -136,7 +136,7 @@ def test_a_header_with_a_line_break_is_never_sent(server):
 def test_an_idle_keep_alive_connection_is_closed_after_the_timeout(server):
     with request(server, "/") as sock:
         assert read_until(sock, b"ok").startswith(b"HTTP/1.1 200 OK\r\n")
-        sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")  # kept alive: a second request is answered
+        sock.sendall(b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n")  # kept alive: a second request is answered
         assert read_until(sock, b"ok").startswith(b"HTTP/1.1 200 OK\r\n")
         idle_since = time.monotonic()
         sock.settimeout(10)
@@ -168,7 +168,7 @@ def test_a_connection_closed_after_a_complete_answer_is_not_a_client_leaving(ser
 
 def ask(sock: socket.socket, path: str) -> bytes:
     """One more request on a kept-alive connection; the body of its answer."""
-    sock.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+    sock.sendall(f"GET {path} HTTP/1.1\r\nHost: localhost\r\n\r\n".encode())
     head = read_until(sock, b"\r\n\r\n")
     head, _, body = head.partition(b"\r\n\r\n")
     length = int(head.lower().split(b"content-length: ")[1].split(b"\r\n")[0])
@@ -211,7 +211,7 @@ def test_shutdown_is_prompt_with_an_idle_kept_alive_connection():
 def test_the_scope_names_the_requests_http_version(server, version, connection, kept_alive):
     extra = f"Connection: {connection}\r\n" if connection else ""
     with socket.create_connection(("127.0.0.1", server), timeout=5) as sock:
-        sock.sendall(f"GET /version HTTP/{version}\r\nHost: x\r\n{extra}\r\n".encode())
+        sock.sendall(f"GET /version HTTP/{version}\r\nHost: localhost\r\n{extra}\r\n".encode())
         answer = read_until(sock, b"\r\n\r\n" + version.encode())
         assert answer.endswith(b"\r\n\r\n" + version.encode())
         if kept_alive:
@@ -223,7 +223,7 @@ def test_the_scope_names_the_requests_http_version(server, version, connection, 
 
 def test_an_http_1_0_client_gets_a_stream_without_chunks_ended_by_the_close(server):
     with socket.create_connection(("127.0.0.1", server), timeout=5) as sock:
-        sock.sendall(b"GET /stream HTTP/1.0\r\nHost: x\r\n\r\n")
+        sock.sendall(b"GET /stream HTTP/1.0\r\nHost: localhost\r\n\r\n")
         answer = b""
         while piece := sock.recv(65536):  # the server closes: that is where the body ends
             answer += piece

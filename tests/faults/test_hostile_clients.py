@@ -36,7 +36,7 @@ def read_all(sock: socket.socket) -> bytes:
 
 def test_slow_headers_are_cut_off(node):
     sock = connect(node)
-    sock.sendall(b"POST /api/v1/chat HTTP/1.1\r\nHost: x\r\n")  # and never the rest
+    sock.sendall(b"POST /api/v1/chat HTTP/1.1\r\nHost: localhost\r\n")  # and never the rest
     started = time.monotonic()
     assert read_all(sock) == b""
     assert time.monotonic() - started < 4, "closed after the header timeout"
@@ -51,13 +51,13 @@ def test_a_silent_connection_is_closed_too(node):
 
 def test_endless_headers_get_431(node):
     sock = connect(node)
-    sock.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 20000)
+    sock.sendall(b"GET /health HTTP/1.1\r\nHost: localhost\r\nX-Big: " + b"a" * 20000)
     assert read_all(sock).startswith(b"HTTP/1.1 431")
 
 
 def test_a_body_that_never_finishes_gets_408(node, ollama):
     sock = connect(node)
-    sock.sendall(b"POST /api/v1/chat HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+    sock.sendall(b"POST /api/v1/chat HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"
                  b"Content-Length: 1000\r\n\r\n{\"model\": \"llama3\"")
     answer = read_all(sock)
     assert answer.startswith(b"HTTP/1.1 408")
@@ -66,10 +66,10 @@ def test_a_body_that_never_finishes_gets_408(node, ollama):
 
 def test_pipelined_requests_are_answered_in_order(node):
     body = json.dumps({"model": "llama3", "messages": [], "stream": False}).encode()
-    request = (b"POST /api/v1/chat HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: "
+    request = (b"POST /api/v1/chat HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: "
                + str(len(body)).encode() + b"\r\n\r\n" + body)
     sock = connect(node)
-    sock.sendall(request + b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    sock.sendall(request + b"GET /health HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
     answer = read_all(sock)
     assert answer.count(b"HTTP/1.1 200") == 2
     assert answer.index(b'"done"') < answer.index(b'"status":"ok"')

@@ -13,7 +13,7 @@ import orjson
 from llmrelay.access.keys import KeyStore
 from llmrelay.asgi import Exchange
 from llmrelay.core.durations import parse_duration
-from llmrelay.core.errors import BadRequest, NotFound
+from llmrelay.core.errors import BadRequest
 from llmrelay.storage.database import GROUPINGS, Database
 from llmrelay.surfaces.passthrough import json_object
 
@@ -54,14 +54,10 @@ class AdminSurface:
         await ex.respond(201, orjson.dumps({"key": secret, **key.public()}),
                          headers=[(b"cache-control", b"no-store")])
 
-    async def key_action(self, ex: Exchange) -> None:
-        """DELETE /admin/keys/{id}, or POST /admin/keys/{id}/revoke: revoke a key."""
-        rest = ex.path[len(KEYS_PATH) + 1:]
-        if ex.method == "POST" and rest.endswith("/revoke"):
-            rest = rest[:-len("/revoke")]
-        elif ex.method != "DELETE" or "/" in rest:
-            raise NotFound(f"no endpoint at {ex.path}; revoke a key with DELETE {KEYS_PATH}/<id>")
-        key = await asyncio.to_thread(self.keys.revoke, rest)
+    async def revoke_key(self, ex: Exchange) -> None:
+        """DELETE /admin/keys/{key_id}, or POST /admin/keys/{key_id}/revoke."""
+        key_id = ex.path[len(KEYS_PATH) + 1:].removesuffix("/revoke")
+        key = await asyncio.to_thread(self.keys.revoke, key_id)
         if self.keys.publish is not None:
             await self.keys.publish(key)
         await ex.respond_json(200, key.public())
