@@ -92,7 +92,7 @@ def test_workers_share_a_burst_of_connections(start_node, ollama):
             break
         assert time.monotonic() < deadline, "the second worker did not start listening"
         time.sleep(0.1)
-    request = (b"POST /api/v1/chat HTTP/1.1\r\nhost: node\r\ncontent-type: application/json\r\n"
+    request = (b"POST /api/v1/chat HTTP/1.1\r\nhost: localhost\r\ncontent-type: application/json\r\n"
                b"content-length: %d\r\n\r\n%b" % (len(BODY), BODY))
     clients = [socket.socket() for _ in range(CLIENTS)]
     try:
