@@ -37,7 +37,7 @@ PATHS = {"seed": ("/api/v1/chat", "llama3"), "openai": ("/v1/chat/completions", 
 def request_bytes(path: str, model: str, stream: bool) -> bytes:
     body = json.dumps({"model": model, "messages": [{"role": "user", "content": "why is the sky blue?"}],
                        "stream": stream}).encode()
-    return (f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+    return (f"POST {path} HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"
             f"Content-Length: {len(body)}\r\n\r\n").encode() + body
 
 
