@@ -77,6 +77,18 @@ def test_a_model_one_node_serves_is_reachable_from_every_node(cluster, ollama):
     assert "c-only" in printed.stdout and "(this)" in printed.stdout
 
 
+def test_a_forwarded_request_keeps_the_clients_api_headers(cluster):
+    a, _, _ = cluster
+    key = create_key(a)["key"]
+    body = {"model": "c-only", "messages": QUESTION, "logprobs": True}  # a field Ollama cannot take
+    headers = {"authorization": f"Bearer {key}"}
+    refused = httpx.post(a.url + "/v1/chat/completions", headers=headers, json=body, timeout=10)
+    assert refused.status_code == 400 and "logprobs" in refused.json()["error"]["message"]
+    dropped = httpx.post(a.url + "/v1/chat/completions", headers={**headers, "x-llmrelay-drop-params": "true"},
+                         json=body, timeout=10)
+    assert dropped.status_code == 200, dropped.text
+
+
 def test_a_dead_nodes_models_disappear_and_nothing_vanishes(cluster):
     a, b, c = cluster
     key = create_key(a)["key"]

@@ -13,6 +13,7 @@ from llmrelay.cluster.registry import NodeInfo
 from llmrelay.providers.http_client import UpstreamClient
 from llmrelay.providers.upstream import Upstream
 from llmrelay.surfaces.passthrough import forward
+from llmrelay.surfaces.proxy_headers import PEER_PREFIX
 
 CLUSTER_HEADER = "x-llmrelay-cluster"
 _CLUSTER_HEADER = CLUSTER_HEADER.encode()
@@ -30,7 +31,7 @@ class Forwarder:
 
     async def forward(self, ex: Exchange, node: NodeInfo) -> None:
         url = node.url + ex.path
-        upstream = Upstream(name=f"node {node.id}", base_url=node.url, chat_url=url, probe_url=node.url + "/health",
+        upstream = Upstream(name=PEER_PREFIX + node.id, base_url=node.url, chat_url=url, probe_url=node.url + "/health",
                             setting=f"LLMRELAY_NODE_URL of node {node.id}",
                             auth_headers=((CLUSTER_HEADER, self.secret),))
         ex.upstream = upstream.name

@@ -18,6 +18,9 @@ FORWARDED_HEADERS = {
     "openai": _FORWARDED | {b"openai-beta"},
     "anthropic": _FORWARDED | {b"anthropic-version", b"anthropic-beta"},
 }
+# Another node of the cluster answers in any API, and honours the node's own controls.
+TO_PEER = frozenset().union(*FORWARDED_HEADERS.values()) | {b"x-llmrelay-drop-params"}
+PEER_PREFIX = "node "  # the name of a peer node as an upstream: "node <id>"
 
 # Upstream headers the node replaces with its own or that belong to the node-upstream connection.
 _NOT_DOWNSTREAM = HOP_BY_HOP | {b"content-length", b"set-cookie", b"date", b"server", b"x-request-id"}
@@ -34,7 +37,8 @@ def upstream_request_lines(client_headers, upstream: Upstream, request_id: str) 
     credentials, a user agent, and the request id. One pass, straight to the lines: a dict in between cost
     ~10 µs of a cold first chunk. Names arrive lower-cased (the server protocol does it)."""
     defaults, auth_names, auth_lines = _upstream_lines(upstream)
-    allowed = FORWARDED_HEADERS.get(upstream.name, _FORWARDED)
+    allowed = FORWARDED_HEADERS.get(upstream.name) or (
+        TO_PEER if upstream.name.startswith(PEER_PREFIX) else _FORWARDED)
     lines = []
     names = []  # of the relayed lines, in step
     connection = None
