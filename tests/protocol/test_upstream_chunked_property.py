@@ -115,3 +115,71 @@ def test_upstream_chunked_and_length_decoding_matches_h11(answer, cuts):
         loop.close()
     assert got == reference(pieces)
     assert got[:2] == (body, True)
+
+
+def ours_after(loop, pieces: list[bytes], closed: bool) -> tuple[bool, bool]:
+    """(the answer completed without error, the connection went back to the pool)."""
+    pool = Pool("http", "upstream", 80, None)
+    connection = Connection(pool, loop)
+    connection.connection_made(FakeTransport())
+    connection.send(b"GET / HTTP/1.1\r\nhost: upstream\r\n\r\n", None)
+    response = connection.response
+    for piece in pieces:
+        connection.data_received(piece)
+    if closed:
+        connection.connection_lost(None)
+    complete = response._complete and response._error is None
+    response._chunks.clear()
+    response.close()
+    return complete, bool(pool.idle)
+
+
+def reference_after(wire: bytes, closed: bool) -> tuple[bool, bool]:
+    """h11's verdict: complete means an EndOfMessage with nothing left over, and no error at the close."""
+    conn = h11.Connection(our_role=h11.CLIENT)
+    conn.send(h11.Request(method="GET", target="/", headers=[("Host", "upstream")]))
+    conn.send(h11.EndOfMessage())
+    conn.receive_data(wire)
+    if closed:
+        conn.receive_data(b"")
+    complete = False
+    try:
+        while (event := conn.next_event()) not in (h11.NEED_DATA, h11.PAUSED):
+            if isinstance(event, h11.EndOfMessage):
+                complete = True
+            if isinstance(event, h11.ConnectionClosed):
+                break
+    except h11.RemoteProtocolError:
+        return False, False
+    leftover = bool(conn.trailing_data[0])
+    return complete and not leftover, complete and not leftover and not closed
+
+
+EXTRA = st.one_of(st.binary(min_size=1, max_size=20),
+                  st.sampled_from([b"\r\n", b"\n", b"\r\n\r\n", b"0\r\n\r\n", b"HTTP/1.1 200 OK\r\n",
+                                   b"HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nstolen"]))
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(answers(), st.integers(-200, 200), EXTRA, st.booleans(), st.lists(st.integers(0, 10_000), max_size=6))
+def test_upstream_answer_cut_short_or_followed_by_extra_bytes_is_never_reused(answer, cut, extra, closed, cuts):
+    """An answer cut short (then closed, or not) or followed by bytes of no answer: never complete, never pooled;
+    the verdict agrees with h11's. Stray CR/LF after an answer is the one tolerance (llhttp skips empty lines
+    between messages, as RFC 9112 section 2.2 lets a recipient): it carries no bytes anyone could receive."""
+    wire, _ = answer
+    if cut < 0:
+        wire = wire[:max(0, len(wire) + cut)]
+    elif cut > 0:
+        wire = wire + extra
+    loop = asyncio.new_event_loop()
+    try:
+        got = ours_after(loop, splits(wire, cuts), closed)
+    finally:
+        loop.close()
+    stray_line_ends = cut > 0 and not extra.strip(b"\r\n")
+    expected = reference_after(wire[:-len(extra)] if stray_line_ends else wire, closed)
+    if b"HTTP/1.0" in wire[:8] or b"Connection: close" in wire:
+        expected = (expected[0], False)  # h11 agrees on completion; neither reuses such a connection
+    assert got == expected
+    if cut and not stray_line_ends:
+        assert got == (False, False)
