@@ -54,8 +54,8 @@ class ScriptedUpstream:
         self.most_open = max(self.most_open, self.open)
         try:
             await self.handler(reader, writer, self.connections)
-        except (ConnectionError, asyncio.IncompleteReadError, ssl.SSLError):
-            pass
+        except (ConnectionError, asyncio.IncompleteReadError, ssl.SSLError, asyncio.CancelledError):
+            pass  # a cancel is the server shutting down: ended quietly, not as an error asyncio would log
         finally:
             self.open -= 1
             writer.close()
