@@ -69,7 +69,6 @@ _MALFORMED = _error_response(400, "bad_request", "the request is not valid HTTP/
 _FAILED = _error_response(500, "internal_error", "the node failed on this request; see its log for details")
 _UPGRADE = _error_response(501, "upgrade_not_supported", "the node does not speak WebSocket, HTTP/2 or other "
                            "upgrades; send plain HTTP/1.1 requests")
-_NOTED = frozenset({b"expect", b"connection", b"proxy-connection", b"content-length"})  # headers read here
 
 
 class _Refused(Exception):
@@ -115,7 +114,6 @@ class HttpServerProtocol(asyncio.Protocol):
         self._headers: list[tuple[bytes, bytes]] = []
         self._expect_continue = False
         self._connection_header = False  # the request has a Connection (or Proxy-Connection) header
-        self._declared: bytes | None = None  # its Content-Length
         # The head's size: bytes of the reads that held part of it (an upper bound), of the reads that were all
         # head (a lower bound), and whether a head completed in this read must be measured exactly.
         self._heads_done = 0
@@ -186,7 +184,6 @@ class HttpServerProtocol(asyncio.Protocol):
         self._headers = []
         self._expect_continue = False
         self._connection_header = False
-        self._declared = None
         self.idle_since = None
         if self.headers_since is None:
             self.headers_since = time.monotonic()
@@ -198,13 +195,10 @@ class HttpServerProtocol(asyncio.Protocol):
         if self.parsing is not None:
             return  # a trailer after a chunked body: never one of the request's headers
         name = name.lower()
-        if name in _NOTED:
-            if name == b"expect":
-                self._expect_continue = value.lower() == b"100-continue"
-            elif name == b"content-length":
-                self._declared = value
-            else:  # Connection or Proxy-Connection: llhttp reads both
-                self._connection_header = True
+        if name == b"expect":
+            self._expect_continue = value.lower() == b"100-continue"
+        elif name == b"connection" or name == b"proxy-connection":  # llhttp reads both
+            self._connection_header = True
         self._headers.append((name, value))
 
     def on_headers_complete(self) -> None:
@@ -243,9 +237,6 @@ class HttpServerProtocol(asyncio.Protocol):
         cycle = Cycle(self, scope, keep_alive, self._expect_continue)
         scope["extensions"] = _EXTENSIONS
         self.parsing = cycle  # the app gets it once its body is in (on_message_complete)
-        declared = self._declared
-        if declared is not None and int(declared) > self.max_body_bytes:
-            self._dispatch(cycle)  # refused by the app without waiting for a body it will not read
 
     def on_body(self, body: bytes) -> None:
         cycle = self.parsing
@@ -261,8 +252,13 @@ class HttpServerProtocol(asyncio.Protocol):
         cycle = self.parsing
         self.parsing = None
         cycle.more_body = False
-        if not cycle.dispatched:
-            self._dispatch(cycle)
+        if not cycle.dispatched:  # _dispatch, inlined: this is every request's way
+            cycle.dispatched = True
+            if self.active is None:
+                self._start(cycle)
+            else:
+                self.waiting.append(cycle)
+                self.pause_reading()
         elif cycle.done:  # the rest of a body refused early has been read: the connection goes on
             self.idle_since = time.monotonic()
         else:
@@ -279,10 +275,13 @@ class HttpServerProtocol(asyncio.Protocol):
         cycle.wake()
 
     def _body_pending(self, cycle: "Cycle") -> None:
-        """A read ended within `cycle`'s body: its deadline runs from the first such read, and a client waiting
-        for `100 Continue` gets it once its request is the next to be answered."""
+        """A read ended within `cycle`'s body: its deadline runs from the first such read; a body declared too
+        large goes to the app at once, to be refused unread; and a client waiting for `100 Continue` gets it
+        once its request is the next to be answered. (A body that came whole with its head never gets here.)"""
         if cycle.body_since is None:
             cycle.body_since = time.monotonic()
+            if not cycle.dispatched and _declared_length(cycle.scope["headers"]) > self.max_body_bytes:
+                self._dispatch(cycle)
         if cycle.continue_expected and not cycle.dispatched and not cycle.buffered and self.active is None:
             cycle.continue_expected = False
             self.write(_CONTINUE)
@@ -686,6 +685,13 @@ def _default_lines(server_state) -> bytes:
         _defaults_of = defaults
         _default_bytes = b"".join(name + b": " + value + b"\r\n" for name, value in defaults)
     return _default_bytes
+
+
+def _declared_length(headers) -> int:
+    for name, value in headers:
+        if name == b"content-length":
+            return int(value)  # llhttp has checked it is a number
+    return 0
 
 
 def _address(address):

@@ -1,0 +1,79 @@
+"""Request bodies and the server protocol, on a real node over raw sockets: the app is called once a body is
+in, except a body too large, which it refuses without waiting for; the rest of such a body is read and
+dropped, and the connection goes on."""
+
+import json
+import re
+import socket
+import time
+
+import pytest
+
+LIMIT = 1000  # LLMRELAY_MAX_BODY_BYTES of the node here
+
+
+@pytest.fixture(scope="module")
+def node(ollama, tmp_path_factory):
+    from tests.support.node import Node
+    env = {"LLM_CHAT_URL": ollama.url, "LLMRELAY_EMBEDDED": "false", "LLMRELAY_MAX_BODY_BYTES": str(LIMIT)}
+    with Node(env, cwd=tmp_path_factory.mktemp("bodies")) as running:
+        yield running
+
+
+def connect(node) -> socket.socket:
+    sock = socket.create_connection(("127.0.0.1", node.port), timeout=5)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    return sock
+
+
+def head(node, extra: str) -> bytes:
+    return (f"POST /api/v1/chat HTTP/1.1\r\nHost: 127.0.0.1:{node.port}\r\nContent-Type: application/json\r\n"
+            f"{extra}\r\n").encode()
+
+
+def read_answer(sock: socket.socket) -> tuple[bytes, bytes]:
+    data = b""
+    while b"\r\n\r\n" not in data:
+        piece = sock.recv(65536)
+        assert piece, f"closed before an answer: {data!r}"
+        data += piece
+    status, _, body = data.partition(b"\r\n\r\n")
+    length = int(re.search(rb"content-length: (\d+)", status.lower()).group(1))
+    while len(body) < length:
+        body += sock.recv(65536)
+    return status, body[:length]
+
+
+def test_a_body_declared_too_large_is_refused_without_waiting_for_it(node, ollama):
+    with connect(node) as sock:
+        sock.sendall(head(node, f"Content-Length: {LIMIT * 10}\r\nExpect: 100-continue\r\n"))
+        started = time.monotonic()
+        status, body = read_answer(sock)  # no 100 Continue first: the body is not wanted
+    assert status.startswith(b"HTTP/1.1 413 "), status
+    assert json.loads(body)["error"]["type"] == "request_too_large"
+    assert time.monotonic() - started < 1
+    assert not ollama.requests
+
+
+def test_a_chunked_body_growing_too_large_is_refused_without_waiting_for_its_end(node, ollama):
+    with connect(node) as sock:
+        sock.sendall(head(node, "Transfer-Encoding: chunked\r\n") + b"190\r\n" + b"x" * 400 + b"\r\n")
+        time.sleep(0.05)
+        sock.sendall(b"3e8\r\n" + b"x" * 1000 + b"\r\n")  # past the limit, and no end in sight
+        started = time.monotonic()
+        status, _ = read_answer(sock)
+    assert status.startswith(b"HTTP/1.1 413 "), status
+    assert time.monotonic() - started < 1
+    assert not ollama.requests
+
+
+def test_the_rest_of_a_refused_body_is_read_and_dropped_and_the_connection_goes_on(node):
+    with connect(node) as sock:
+        sock.sendall(head(node, f"Content-Length: {LIMIT * 1000}\r\n"))
+        status, _ = read_answer(sock)
+        assert status.startswith(b"HTTP/1.1 413 "), status
+        sock.sendall(b"x" * LIMIT * 1000)  # the client sends its body anyway: more than the node would hold
+        sock.sendall(f"GET /health HTTP/1.1\r\nHost: 127.0.0.1:{node.port}\r\n\r\n".encode())
+        status, body = read_answer(sock)
+    assert status.startswith(b"HTTP/1.1 200 "), status
+    assert json.loads(body)["status"] == "ok"
