@@ -245,7 +245,7 @@ class Connection(asyncio.Protocol):
                 error = cause
             else:
                 error = ConnectionLost(f"the upstream sent a malformed HTTP response ({exc})")
-            self._fail(error, after_end=True)
+            self._fail(error, even_if_complete=True)
             self.close()
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -349,12 +349,12 @@ class Connection(asyncio.Protocol):
             self.headers_ready.set_exception(FirstByteTimeout())
         self.close()
 
-    def _fail(self, error: BaseException, after_end: bool = False) -> None:
+    def _fail(self, error: BaseException, even_if_complete: bool = False) -> None:
         if self.headers_ready is not None and not self.headers_ready.done():
             stale = self.reused and not self.received
             self.headers_ready.set_exception(StaleConnection(str(error)) if stale else ConnectionLost(str(error)))
         if self.response is not None:
-            if after_end:
+            if even_if_complete:
                 self.response._break(error)
             else:
                 self.response._finish(error)
