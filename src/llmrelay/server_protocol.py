@@ -275,16 +275,19 @@ class HttpServerProtocol(asyncio.Protocol):
         cycle.wake()
 
     def _body_pending(self, cycle: "Cycle") -> None:
-        """A read ended within `cycle`'s body: its deadline runs from the first such read; a body declared too
-        large goes to the app at once, to be refused unread; and a client waiting for `100 Continue` gets it
-        once its request is the next to be answered. (A body that came whole with its head never gets here.)"""
-        if cycle.body_since is None:
-            cycle.body_since = time.monotonic()
-            if not cycle.dispatched and _declared_length(cycle.scope["headers"]) > self.max_body_bytes:
-                self._dispatch(cycle)
-        if cycle.continue_expected and not cycle.dispatched and not cycle.buffered and self.active is None:
+        """A read ended within `cycle`'s body (a body that came whole with its head never gets here). A body
+        declared too large goes to the app at once, to be refused unread; a client waiting for `100 Continue`
+        gets it once its request is the next to be answered; the body's deadline runs from then on."""
+        if cycle.body_since is not None:
+            return
+        if not cycle.dispatched and _declared_length(cycle.scope["headers"]) > self.max_body_bytes:
+            self._dispatch(cycle)
+        elif cycle.continue_expected and not cycle.buffered:
+            if self.active is not None:
+                return  # the client waits for us: no deadline until answered() comes back here
             cycle.continue_expected = False
             self.write(_CONTINUE)
+        cycle.body_since = time.monotonic()
 
     def _head_pending(self, size: int, all_head: bool) -> None:
         """A read of `size` bytes ended within a request's head: refuse the head once it is surely too large.

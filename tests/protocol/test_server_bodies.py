@@ -77,3 +77,27 @@ def test_the_rest_of_a_refused_body_is_read_and_dropped_and_the_connection_goes_
         status, body = read_answer(sock)
     assert status.startswith(b"HTTP/1.1 200 "), status
     assert json.loads(body)["status"] == "ok"
+
+
+def test_a_pipelined_request_waiting_for_100_continue_is_not_timed_out_before_its_turn(start_node, ollama):
+    node = start_node({"LLM_CHAT_URL": ollama.url, "LLMRELAY_EMBEDDED": "false", "LLMRELAY_BODY_TIMEOUT": "1"})
+    held = json.dumps({"model": "hold-last", "messages": [{"role": "user", "content": "hi"}]}).encode()
+    body = json.dumps({"model": "llama3", "messages": [{"role": "user", "content": "hi"}], "stream": False}).encode()
+    with connect(node) as sock:
+        sock.sendall(head(node, f"Content-Length: {len(held)}\r\n").replace(b"/api/v1/chat", b"/api/chat") + held
+                     + head(node, f"Content-Length: {len(body)}\r\nExpect: 100-continue\r\n"))
+        time.sleep(2.5)  # the second waits for its 100 Continue past the body deadline: not its fault
+        ollama.release.set()
+        data = b""
+        while b"0\r\n\r\nHTTP/1.1 " not in data:  # the held stream ends, then the second request's turn
+            piece = sock.recv(65536)
+            assert piece, data
+            data += piece
+        while not data.endswith(b"HTTP/1.1 100 Continue\r\n\r\n"):
+            piece = sock.recv(65536)
+            assert piece and b"408" not in data, data
+            data += piece
+        sock.sendall(body)
+        status, answer = read_answer(sock)
+    assert status.startswith(b"HTTP/1.1 200 "), status
+    assert json.loads(answer)["done"] is True
