@@ -142,3 +142,65 @@ def test_upstream_max_connections_from_the_config_file_caps_the_deployments_host
         await client.close()
 
     run(scenario())
+
+
+@pytest.mark.parametrize("seed", [7, 11])
+def test_upstream_pool_keeps_its_count_through_cancels_timeouts_and_closes(monkeypatch, seed):
+    """Many requests over a cap of 3, some cancelled, some timing out in line, some answers closing their
+    connection: no more than 3 connections open at any moment (counted on the client's side: the upstream
+    notices a close a little later), and afterwards no slot is lost or double-counted and the line is empty."""
+    import random
+
+    from llmrelay.providers import http1
+
+    rng = random.Random(seed)
+    made = []
+    connection_made = http1.Connection.connection_made
+    monkeypatch.setattr(http1.Connection, "connection_made",
+                        lambda self, transport: (made.append(self), connection_made(self, transport)))
+
+    async def handler(reader, writer, number):
+        while (await read_request(reader)) is not None:
+            await asyncio.sleep(rng.choice((0, 0.01, 0.05)))
+            close = rng.random() < 0.2
+            writer.write(b"HTTP/1.1 200 OK\r\n%sContent-Length: 2\r\n\r\nok" % (
+                b"Connection: close\r\n" if close else b""))
+            await writer.drain()
+            if close:
+                return
+
+    async def one(client, url):
+        try:
+            response = await client.request("GET", url, {}, None, 2, rng.choice((0.02, 0.2, 2)))
+            await response.read()
+        except TimeoutError:
+            pass
+
+    async def scenario():
+        async with ScriptedUpstream(handler) as upstream:
+            client = Client(max_connections=3)
+            most = 0
+
+            async def watch():
+                nonlocal most
+                while True:
+                    most = max(most, sum(1 for connection in made if not connection.closed))
+                    await asyncio.sleep(0)
+
+            watcher = asyncio.ensure_future(watch())
+            tasks = [asyncio.ensure_future(one(client, upstream.url())) for _ in range(200)]
+            for task in rng.sample(tasks, 40):
+                asyncio.get_running_loop().call_later(rng.random() * 0.3, task.cancel)
+            await asyncio.gather(*tasks, return_exceptions=True)
+            watcher.cancel()
+            await asyncio.sleep(0.1)
+            pool = client.pools[("http", "127.0.0.1", upstream.port, None)]
+            assert 0 < most <= 3 and len(made) > 3
+            assert not pool.waiters
+            assert pool.opened == sum(1 for connection in pool.idle if not connection.closed) == upstream.open
+            for _ in range(5):
+                response = await client.request("GET", upstream.url(), {}, None, 2, 2)
+                assert await response.read() == b"ok"
+            client.close()
+
+    run(scenario())

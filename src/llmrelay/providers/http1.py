@@ -438,7 +438,10 @@ class Pool:
                     self.slot_freed() if given is None else self.put(given)
                 else:
                     waiter.cancel()
-                    self.waiters.remove(waiter)
+                    try:
+                        self.waiters.remove(waiter)
+                    except ValueError:
+                        pass  # already skipped over by a hand-out, as done
                 if isinstance(exc, TimeoutError):
                     raise PoolTimeout(self.limit) from None
                 raise
