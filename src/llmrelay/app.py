@@ -10,6 +10,7 @@ from llmrelay import __version__
 from llmrelay.access.browsers import BrowserGuard
 from llmrelay.access.guard import AccessGuard, model_budgets, presented_key
 from llmrelay.access.keys import KeyStore
+from llmrelay.access.model_gate import ModelGate
 from llmrelay.access.limits import open_limits
 from llmrelay.asgi import (
     ClientGone,
@@ -22,6 +23,7 @@ from llmrelay.asgi import (
     error_body,
 )
 from llmrelay.cluster.membership import Membership, join_cluster
+from llmrelay.cluster.shared_state import CooldownOutbox
 from llmrelay.core.errors import MethodNotAllowed, NotFound, RelayError
 from llmrelay.endpoints import Access, Api, Endpoint, Endpoints
 from llmrelay.core.gc_tuning import tune_for_serving
@@ -33,9 +35,11 @@ from llmrelay.observability.timeline import Timeline
 from llmrelay.providers.http_client import UpstreamClient
 from llmrelay.providers.probes import ProbeCache
 from llmrelay.routing.admission import Admission
+from llmrelay.routing.balancer import Balancer
 from llmrelay.routing.gateway import Gateway
 from llmrelay.routing.models import ModelCatalog
 from llmrelay.routing.passthrough import PassthroughRoutes
+from llmrelay.routing.retry import Retrier
 from llmrelay.server_protocol import HttpServerProtocol
 from llmrelay.settings import Settings, load_settings
 from llmrelay.storage.database import describe_error, open_database
@@ -64,43 +68,61 @@ CLIENT_CLOSED = 499  # nginx's convention for "the client went away before the a
 
 class RelayApp:
     def __init__(self, settings: Settings):
+        """The composition root: every component of the node, built top to bottom, each given what it uses."""
         self.settings = settings
+        redis_url = settings.redis_url and settings.redis_url.get_secret_value()
+        clustered = bool(redis_url and settings.cluster_secret)
+        # Where requests go: models, upstreams, deployments' health, retries.
         self.catalog = ModelCatalog(settings)
         self.routes = PassthroughRoutes(self.catalog)
         self.client = UpstreamClient(settings.connect_timeout, settings.first_byte_timeout, settings.idle_timeout,
                                      settings.total_timeout)
-        self.gateway = Gateway(self.catalog, self.client, settings)
+        cooldowns = CooldownOutbox() if clustered else None
+        balancer = Balancer(settings, cooldowns.cooldown_began if cooldowns else None)
+        retrier = Retrier(self.catalog, balancer, settings)
+        self.gateway = Gateway(self.catalog, self.client, balancer, retrier, settings)
         self.probes = ProbeCache(self.client, settings.ready_timeout)
-        openai = OpenAISurface(self.gateway, settings.max_body_bytes)
-        anthropic = AnthropicSurface(self.gateway, settings.max_body_bytes)
-        ollama = OllamaSurface(self.gateway, settings.max_body_bytes)
-        generate = OllamaGenerateSurface(self.gateway, settings.max_body_bytes)
-        # The seed's endpoint speaks Ollama's format to the embedded model, which has no HTTP API of its own.
-        self.passthrough = PassthroughSurface(self.routes, self.client, self.gateway.retrier, settings.max_body_bytes,
-                                              ollama.handle)
-        self.disconnects = DisconnectWatch()
-        self.background: list[asyncio.Task] = []
         self.admission = Admission("the node", settings.max_in_flight, settings.queue_size, settings.queue_timeout)
-        # Keys, limits, usage and metrics.
+        # Who may ask: keys, limits, browsers.
         self.database = open_database(settings.database_url and settings.database_url.get_secret_value(),
                                       settings.data_dir)
         self.keys = KeyStore(self.database, settings.master_key and settings.master_key.get_secret_value())
-        redis_url = settings.redis_url and settings.redis_url.get_secret_value()
         self.guard = AccessGuard(self.keys, open_limits(redis_url, settings.cluster_name),
                                  model_budgets(settings.models))
-        Exchange.guard = self.guard
         # The names the node is bound to and known to its cluster under are its own.
         own_hosts = [settings.host, urlsplit(settings.node_url).hostname if settings.node_url else None]
         self.browsers = BrowserGuard(self.keys, ",".join(filter(None, [settings.allowed_hosts, *own_hosts])),
                                      settings.allowed_origins)
-        self.cluster = join_cluster(self, redis_url)
-        self.metrics = Metrics(self)
-        self.timeline = Timeline()
+        # The cluster: other nodes, the keys and cooldowns they share, forwarding.
+        self.cluster: Membership | None = None
+        if clustered:
+            self.cluster = join_cluster(
+                settings, redis_url, self.keys, balancer, cooldowns,
+                lambda: [d for route in self.catalog.configured.values() for d in route.deployments],
+                self._own_model_names, lambda: self.admission.in_flight, self.client)
+        gate = ModelGate(self.guard, self.cluster.registry if self.cluster else None)
+        # The APIs the node speaks.
+        openai = OpenAISurface(self.gateway, gate, settings.max_body_bytes)
+        anthropic = AnthropicSurface(self.gateway, gate, settings.max_body_bytes)
+        ollama = OllamaSurface(self.gateway, gate, settings.max_body_bytes)
+        generate = OllamaGenerateSurface(self.gateway, gate, settings.max_body_bytes)
+        # The seed's endpoint speaks Ollama's format to the embedded model, which has no HTTP API of its own.
+        self.passthrough = PassthroughSurface(self.routes, self.client, retrier, gate, settings.max_body_bytes,
+                                              ollama.handle)
+        admin = AdminSurface(self.keys, self.database, settings.max_body_bytes, balancer.report,
+                             self.cluster.shared.publish_key if self.cluster else None)
         self.web = WebPages()
+        self.endpoints = Endpoints(self._endpoints(openai, anthropic, ollama, generate, admin))
+        # What the node sees of itself: metrics, the dashboard's timeline, usage records (opened at start).
         self.recorder: Recorder | None = None
         self.usage: UsageWriter | None = None
-        admin = AdminSurface(self.keys, self.database, settings.max_body_bytes, self.gateway.balancer.report)
-        self.endpoints = Endpoints(self._endpoints(openai, anthropic, ollama, generate, admin))
+        self.metrics = Metrics(self.admission, retrier, balancer, lambda: self.usage)
+        self.timeline = Timeline()
+        self.disconnects = DisconnectWatch()
+        self.background: list[asyncio.Task] = []
+
+    async def _own_model_names(self) -> list[str]:
+        return [name for name, _ in await self.gateway.own_model_names()]
 
     def _endpoints(self, openai: OpenAISurface, anthropic: AnthropicSurface, ollama: OllamaSurface,
                    generate: OllamaGenerateSurface, admin: AdminSurface) -> list[Endpoint]:

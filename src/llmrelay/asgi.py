@@ -37,9 +37,6 @@ class Exchange:
                  "deployment", "key", "body_size", "request_body", "forwarded", "first_out", "prompt_tokens", "completion_tokens",
                  "tokens_estimated", "direct", "admitted", "cors", "endpoint")
 
-    guard = None  # the node's AccessGuard: checks the key's model and the rate limits (set by the app)
-    cluster = None  # the node registry, when the node is part of a cluster (set by the app)
-
     def __init__(self, scope: Scope, receive: Receive, send: Send, watch: "DisconnectWatch"):
         self.scope = scope
         self.receive = receive
@@ -78,16 +75,6 @@ class Exchange:
             if key == name:
                 return value
         return None
-
-    async def use_model(self, model: str) -> None:
-        """Name the model this request is for; the key must allow it and the rate limits must admit it."""
-        self.model = model
-        if self.guard is not None and self.guard.checks(self, model):
-            await self.guard.admit(self, model)
-        if self.cluster is not None and not self.forwarded:
-            node = self.cluster.node_for(model)
-            if node is not None:
-                raise ForwardTo(node)
 
     def use_deployment(self, deployment) -> None:
         self.deployment = deployment

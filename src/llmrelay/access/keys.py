@@ -89,7 +89,6 @@ class KeyStore:
         self._version: tuple | None = None
         self._stored: dict[str, ApiKey] = {}  # from this node's database
         self._shared: dict[str, ApiKey] = {}  # from the cluster (cluster/shared_state.py)
-        self.publish = None  # async (ApiKey) -> None: tells the cluster about a key made or revoked here
 
     @property
     def required(self) -> bool:

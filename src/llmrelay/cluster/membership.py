@@ -11,18 +11,23 @@ from urllib.parse import parse_qs
 
 from redis import RedisError
 
+from llmrelay.access.keys import KeyStore
 from llmrelay.asgi import Exchange
 from llmrelay.cluster.forward import Forwarder
 from llmrelay.cluster.registry import Registry, redis_client
-from llmrelay.cluster.shared_state import SharedState
+from llmrelay.cluster.shared_state import CooldownOutbox, SharedState
 from llmrelay.cluster.usage_totals import UsageTotals
 from llmrelay.core.durations import parse_duration
 from llmrelay.core.errors import SharedStoreUnavailable
+from llmrelay.providers.http_client import UpstreamClient
+from llmrelay.routing.balancer import Balancer
+from llmrelay.settings import Settings
 
 
 @dataclass
 class Membership:
     registry: Registry
+    shared: SharedState
     forwarder: Forwarder
     usage_totals: UsageTotals
 
@@ -38,24 +43,13 @@ class Membership:
         return {"since": since, **totals}
 
 
-def join_cluster(node, redis_url: str | None) -> Membership | None:
-    """`node` is the RelayApp: its settings, keys, gateway, catalog, admission and upstream client."""
-    settings = node.settings
-    Exchange.cluster = None
-    if not (redis_url and settings.cluster_secret):
-        return None
+def join_cluster(settings: Settings, redis_url: str, keys: KeyStore, balancer: Balancer, outbox: CooldownOutbox,
+                 deployments, own_models, load, client: UpstreamClient) -> Membership:
+    """This node's membership: `deployments` () -> its configured deployments, `own_models` async () -> the
+    names it serves itself, `load` () -> its requests in flight."""
     redis = redis_client(redis_url)
-
-    async def own_models() -> list[str]:
-        return [name for name, _ in await node.gateway.own_model_names()]
-
-    def configured_deployments():
-        return [deployment for route in node.catalog.configured.values() for deployment in route.deployments]
-
-    shared = SharedState(redis, settings.cluster_name, node.keys, node.gateway.balancer, configured_deployments)
+    shared = SharedState(redis, settings.cluster_name, keys, balancer, outbox, deployments)
     registry = Registry(redis, settings.cluster_name, settings.node_url or f"http://{settings.host}:{settings.port}",
-                        own_models, lambda: node.admission.in_flight, shared)
-    Exchange.cluster = registry
-    node.gateway.remote_models = registry.models
-    return Membership(registry, Forwarder(node.client, settings.cluster_secret.get_secret_value()),
+                        own_models, load, shared)
+    return Membership(registry, shared, Forwarder(client, settings.cluster_secret.get_secret_value()),
                       UsageTotals(redis_url, settings.cluster_name))

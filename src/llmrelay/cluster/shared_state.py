@@ -22,8 +22,21 @@ def deployment_id(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()[:24]
 
 
+class CooldownOutbox:
+    """Cooldowns begun on this node, until SharedState's next sync writes them to Redis. Handed to the balancer
+    when it is built (it reports each one synchronously, on the request's way)."""
+
+    def __init__(self):
+        self.pending: list[tuple[str, float]] = []  # (deployment id, wall-clock end)
+
+    def cooldown_began(self, health) -> None:
+        self.pending.append((deployment_id(health.deployment.key),
+                             time.time() + (health.cooldown_until - time.monotonic())))
+
+
 class SharedState:
-    def __init__(self, redis, cluster: str, keys: KeyStore, balancer: Balancer, deployments):
+    def __init__(self, redis, cluster: str, keys: KeyStore, balancer: Balancer, outbox: CooldownOutbox,
+                 deployments):
         """`deployments`: () -> the deployments this node knows before any request (its configured ones)."""
         self.redis = redis
         self.keys_hash = f"{cluster}:keys"
@@ -31,11 +44,9 @@ class SharedState:
         self.cooldown_prefix = f"{cluster}:cooldown:"
         self.keys = keys
         self.balancer = balancer
+        self.outbox = outbox
         self.deployments = deployments
         self._version: bytes | None = None
-        keys.publish = self.publish_key
-        balancer.on_cooldown = self.publish_cooldown
-        self._pending_cooldowns: list[tuple[str, float]] = []
 
     async def publish_key(self, key: ApiKey) -> None:
         try:
@@ -44,19 +55,15 @@ class SharedState:
         except Exception:  # noqa: BLE001 - this node has it; the others learn it on the next publish
             pass
 
-    def publish_cooldown(self, health) -> None:
-        """Called by the balancer (synchronously); written to Redis on the next sync."""
-        self._pending_cooldowns.append((deployment_id(health.deployment.key),
-                                        time.time() + (health.cooldown_until - time.monotonic())))
-
     async def sync(self) -> None:
         version = await self.redis.get(self.keys_version)
         if version != self._version:
             records = await self.redis.hgetall(self.keys_hash)
             self.keys.share([ApiKey.from_row(orjson.loads(record)) for record in records.values()])
             self._version = version
-        while self._pending_cooldowns:
-            identifier, until = self._pending_cooldowns.pop()
+        pending = self.outbox.pending
+        while pending:
+            identifier, until = pending.pop()
             milliseconds = int((until - time.time()) * 1000)
             if milliseconds > 0:
                 await self.redis.set(self.cooldown_prefix + identifier, str(until), px=milliseconds)

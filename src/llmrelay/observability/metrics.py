@@ -60,8 +60,9 @@ class Histogram:
 
 
 class Metrics:
-    def __init__(self, state):
-        """`state` is the node: its admission, balancer, retrier, local models and usage writer."""
+    def __init__(self, admission, retrier, balancer, usage):
+        """The node's load, retries and deployments' health are read from `admission`, `retrier` and `balancer`
+        when scraped; `usage`: () -> the usage writer, None while there is none."""
         self.registry = CollectorRegistry()
         self._lock = threading.Lock()
         self.requests: dict[tuple, int] = {}  # (surface, model, status) -> count
@@ -75,7 +76,7 @@ class Metrics:
         self.upstream = Histogram("llmrelay_upstream_duration_seconds",
                                   "From the attempt that answered to the end of its answer.", ("provider", "deployment"))
         self.registry.register(_RequestCollector(self))
-        self.registry.register(_StateCollector(state))
+        self.registry.register(_StateCollector(admission, retrier, balancer, usage))
         # What every Python exporter shows: the process's memory, CPU and open files, and the collector's work.
         ProcessCollector(registry=self.registry)
         GCCollector(registry=self.registry)
@@ -145,16 +146,18 @@ class _RequestCollector:
 
 
 class _StateCollector:
-    def __init__(self, state):
-        self.state = state
+    def __init__(self, admission, retrier, balancer, usage):
+        self.admission = admission
+        self.retrier = retrier
+        self.balancer = balancer
+        self.usage = usage
 
     def collect(self):
-        state = self.state
-        admission = state.admission
+        admission = self.admission
         yield _gauge("llmrelay_requests_in_flight", "Requests the node is answering now.", admission.in_flight)
         yield _gauge("llmrelay_queue_depth", "Requests waiting for a slot at the node's capacity.",
                      len(admission.waiters))
-        retrier = state.gateway.retrier
+        retrier = self.retrier
         yield _counter("llmrelay_retries", "Attempts repeated after a retryable failure.", retrier.retries_total)
         yield _counter("llmrelay_fallbacks", "Fallback models tried.", retrier.fallbacks_total)
         in_flight = GaugeMetricFamily("llmrelay_deployment_in_flight", "Requests in flight per deployment.",
@@ -166,7 +169,7 @@ class _StateCollector:
         # Health is kept per model, but environment routes are labelled by upstream only (client-chosen names
         # must not grow the metrics): one sample per label, in rotation while any of its models is.
         by_label: dict[tuple[str, str], list] = {}
-        for health, cooling in state.gateway.balancer.states():
+        for health, cooling in self.balancer.states():
             labels = (health.deployment.provider, health.deployment.label)
             known = by_label.get(labels)
             if known is None:
@@ -182,7 +185,7 @@ class _StateCollector:
         yield in_flight
         yield healthy
         yield cooldowns
-        usage = state.usage
+        usage = self.usage()
         if usage is not None:
             yield _gauge("llmrelay_usage_records_pending", "Usage records waiting to be written.", usage.pending)
             yield _counter("llmrelay_usage_records_written", "Usage records written to the database.",

@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 
 import orjson
 
+from llmrelay.core import json_depth
 from llmrelay.core.chat import (
     Chat,
     ChatEvent,
@@ -60,7 +61,7 @@ def encode_chat(chat: Chat, model: str, options: dict) -> tuple[dict, list[str]]
             raise BadRequest("the Cloudflare Workers AI chat models the node reaches take text only, not images")
         wire = {"role": message.role, "content": message.text}
         if message.tool_calls:
-            wire["tool_calls"] = [{"name": call.name, "arguments": orjson.loads(call.arguments or "{}")}
+            wire["tool_calls"] = [{"name": call.name, "arguments": _arguments_object(call.arguments)}
                                   for call in message.tool_calls]
         if message.role == "tool" and message.tool_name:
             wire["name"] = message.tool_name
@@ -83,6 +84,18 @@ def encode_chat(chat: Chat, model: str, options: dict) -> tuple[dict, list[str]]
     return request, unsupported
 
 
+def _arguments_object(arguments: str):
+    try:
+        return json_depth.loads(arguments or "{}", "a tool call's arguments")
+    except orjson.JSONDecodeError:
+        raise BadRequest("a tool call's arguments are not valid JSON; Cloudflare needs them as a JSON object") from None
+
+
+def _text(response) -> str:
+    """The answer's text; in JSON mode Workers AI sends the answer as an object, which the client gets as JSON."""
+    return response if isinstance(response, str) else orjson.dumps(response).decode()
+
+
 def _usage(data: dict | None) -> Usage | None:
     return Usage(data.get("prompt_tokens") or 0, data.get("completion_tokens") or 0) if data else None
 
@@ -91,7 +104,7 @@ def decode_response(data: dict) -> list[ChatEvent]:
     result = data.get("result") or {}
     events: list[ChatEvent] = []
     if result.get("response"):
-        events.append(TextDelta(str(result["response"])))
+        events.append(TextDelta(_text(result["response"])))
     calls = result.get("tool_calls") or ()
     for index, call in enumerate(calls):
         events.append(ToolCallStart(index, tool_call_id(), call.get("name", "")))
@@ -109,7 +122,7 @@ async def decode_stream(upstream: Upstream, events: AsyncIterator[tuple[str, str
             return
         chunk = json_data(upstream, data)
         if chunk.get("response"):
-            yield TextDelta(str(chunk["response"]))
+            yield TextDelta(_text(chunk["response"]))
         usage = _usage(chunk.get("usage")) or usage
     raise UpstreamUnavailable("the cloudflare upstream ended its stream without [DONE]; try again")
 

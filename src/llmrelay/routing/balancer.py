@@ -85,11 +85,12 @@ class Lease:
 
 
 class Balancer:
-    def __init__(self, settings: Settings):
+    def __init__(self, settings: Settings, on_cooldown=None):
+        """`on_cooldown`: (Health) -> None, told of each cooldown begun here (the cluster shares them)."""
         self.settings = settings
+        self.on_cooldown = on_cooldown
         self.health: dict[str, Health] = {}
         self._environment_entries = 0
-        self.on_cooldown = None  # (Health) -> None: the cluster shares cooldowns (cluster/shared_state.py)
 
     def health_of(self, deployment: Deployment) -> Health:
         return self._health(deployment)

@@ -20,13 +20,13 @@ from llmrelay.settings import Settings
 
 
 class Gateway:
-    def __init__(self, catalog: ModelCatalog, client: UpstreamClient, settings: Settings):
+    def __init__(self, catalog: ModelCatalog, client: UpstreamClient, balancer: Balancer, retrier: Retrier,
+                 settings: Settings):
         self.catalog = catalog
         self.client = client
         self.prompt = settings.prompt
-        self.balancer = Balancer(settings)
-        self.retrier = Retrier(catalog, self.balancer, settings)
-        self.remote_models = None  # () -> [(name, "node <id>")]: what other nodes of the cluster serve
+        self.balancer = balancer
+        self.retrier = retrier
         self.local = LocalProvider(settings.local_context_size, settings.local_threads, settings.local_queue)
         self.providers: dict[str, ChatProvider | LocalProvider] = {
             provider.kind: provider for provider in (OllamaProvider(client), OpenAIProvider(client),
@@ -94,13 +94,6 @@ class Gateway:
             return await self.providers["ollama"].tags(self.catalog.ollama)
         except RelayError:
             return []
-
-    async def model_names(self) -> list[tuple[str, str]]:
-        """(name, provider) for every model the node serves, then those only other nodes of its cluster serve."""
-        names = await self.own_model_names()
-        if self.remote_models is not None:
-            names.extend(self.remote_models())
-        return names
 
     async def own_model_names(self) -> list[tuple[str, str]]:
         """(name, provider) for every model this node serves itself: the config file's, then Ollama's own."""

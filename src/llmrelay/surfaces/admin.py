@@ -22,7 +22,9 @@ MAX_RECORDS = 10_000
 
 
 class AdminSurface:
-    def __init__(self, keys: KeyStore, database: Database, max_body_bytes: int, deployments):
+    def __init__(self, keys: KeyStore, database: Database, max_body_bytes: int, deployments, publish_key=None):
+        """`publish_key`: async (ApiKey) -> None, tells the cluster of a key made or revoked here."""
+        self.publish_key = publish_key
         self.keys = keys
         self.database = database
         self.max_body_bytes = max_body_bytes
@@ -49,8 +51,8 @@ class AdminSurface:
             raise BadRequest("a key needs a name")
         secret, key = await asyncio.to_thread(self.keys.create, name, models, limits["rpm"], limits["tpm"],
                                               limits["tokens_per_day"], expires_in)
-        if self.keys.publish is not None:
-            await self.keys.publish(key)
+        if self.publish_key is not None:
+            await self.publish_key(key)
         await ex.respond(201, orjson.dumps({"key": secret, **key.public()}),
                          headers=[(b"cache-control", b"no-store")])
 
@@ -58,8 +60,8 @@ class AdminSurface:
         """DELETE /admin/keys/{key_id}, or POST /admin/keys/{key_id}/revoke."""
         key_id = ex.path[len(KEYS_PATH) + 1:].removesuffix("/revoke")
         key = await asyncio.to_thread(self.keys.revoke, key_id)
-        if self.keys.publish is not None:
-            await self.keys.publish(key)
+        if self.publish_key is not None:
+            await self.publish_key(key)
         await ex.respond_json(200, key.public())
 
     async def usage(self, ex: Exchange) -> None:

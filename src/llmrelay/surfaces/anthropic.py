@@ -222,7 +222,7 @@ class AnthropicSurface(ChatSurface):
         ex.error_body = self.error_body
         body = await ex.read_body(self.max_body_bytes)
         request = json_object(body)
-        await ex.use_model(model_of(request))
+        await self.gate.admit(ex, model_of(request))
         deployment = self.gateway.deployment(ex.model)
         ex.use_deployment(deployment)
         if deployment.provider == "anthropic":  # exact counts from the upstream itself

@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator, Awaitable
 import orjson
 
 from llmrelay.access.limits import BYTES_PER_TOKEN
+from llmrelay.access.model_gate import ModelGate
 from llmrelay.asgi import Exchange
 from llmrelay.core.chat import OFF_LOOP_BYTES, Chat, ChatEvent, Completion, Finish, collect
 from llmrelay.core.errors import RelayError
@@ -46,8 +47,9 @@ class ChatSurface:
     api = ""  # the provider kind that speaks this surface's API
     stream_content_type = b"text/event-stream"
 
-    def __init__(self, gateway: Gateway, max_body_bytes: int):
+    def __init__(self, gateway: Gateway, gate: ModelGate, max_body_bytes: int):
         self.gateway = gateway
+        self.gate = gate
         self.max_body_bytes = max_body_bytes
 
     # ---- what each surface defines ----
@@ -86,7 +88,7 @@ class ChatSurface:
         ex.error_body = self.error_body
         request = json_object(body) if len(body) < OFF_LOOP_BYTES else await asyncio.to_thread(json_object, body)
         model = model_of(request)
-        await ex.use_model(model)
+        await self.gate.admit(ex, model)
         route = self.gateway.route(model)
         chat: Chat | None = None  # decoded only if an attempt has to translate
         ex.cancel_on_disconnect()

@@ -240,7 +240,7 @@ class OllamaSurface(ChatSurface):
         ex.error_body = self.error_body
         models = await self.gateway.ollama_tags()
         listed = {model.get("name") or model.get("model") for model in models}
-        for name, provider in await self.gateway.model_names():
+        for name, provider in await self.gateway.own_model_names() + self.gate.remote_models():
             if name not in listed:
                 models.append({"name": name, "model": name, "modified_at": "1970-01-01T00:00:00Z", "size": 0,
                                "digest": "", "details": {"parent_model": "", "format": "", "family": provider,
@@ -255,7 +255,7 @@ class OllamaSurface(ChatSurface):
         model = request.get("model") or request.get("name")
         if not isinstance(model, str) or not model:
             raise BadRequest('the request needs a "model" field')
-        await ex.use_model(model)
+        await self.gate.admit(ex, model)
         deployment = self.gateway.deployment(ex.model)
         ex.use_deployment(deployment)
         if deployment.provider == "ollama":
@@ -277,7 +277,7 @@ class OllamaSurface(ChatSurface):
         ex.error_body = self.error_body
         started = time.monotonic_ns()
         request = json_object(await ex.read_body(self.max_body_bytes))
-        await ex.use_model(model_of(request))
+        await self.gate.admit(ex, model_of(request))
         inputs = request.get("input")
         if isinstance(inputs, str):
             inputs = [inputs]

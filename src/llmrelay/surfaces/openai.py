@@ -205,7 +205,7 @@ class OpenAISurface(ChatSurface):
 
     async def models(self, ex: Exchange) -> None:
         ex.error_body = self.error_body
-        names = await self.gateway.model_names()
+        names = await self.gateway.own_model_names() + self.gate.remote_models()
         await ex.respond_json(200, {"object": "list", "data": [
             {"id": name, "object": "model", "created": 0, "owned_by": owner} for name, owner in names]})
 
@@ -217,7 +217,7 @@ class OpenAISurface(ChatSurface):
             inputs = [inputs]
         if not isinstance(inputs, list) or not all(isinstance(text, str) for text in inputs):
             raise BadRequest("input must be a string or a list of strings")
-        await ex.use_model(request["model"])
+        await self.gate.admit(ex, request["model"])
         deployment, vectors, tokens = await self.gateway.embed(request["model"], inputs, ex.leases)
         ex.use_deployment(deployment)
         ex.count_tokens(tokens, 0)

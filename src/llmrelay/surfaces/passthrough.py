@@ -7,6 +7,7 @@ from collections.abc import Awaitable
 import orjson
 
 from llmrelay.access.limits import BYTES_PER_TOKEN
+from llmrelay.access.model_gate import ModelGate
 from llmrelay.asgi import Exchange
 from llmrelay.core import json_depth
 from llmrelay.core.chat import OFF_LOOP_BYTES
@@ -34,9 +35,10 @@ _SSE = b"text/event-stream"
 
 
 class PassthroughSurface:
-    def __init__(self, routes: PassthroughRoutes, client: UpstreamClient, retrier: Retrier, max_body_bytes: int,
-                 local_chat):
+    def __init__(self, routes: PassthroughRoutes, client: UpstreamClient, retrier: Retrier, gate: ModelGate,
+                 max_body_bytes: int, local_chat):
         self.routes = routes
+        self.gate = gate
         self.client = client
         self.retrier = retrier
         self.max_body_bytes = max_body_bytes
@@ -46,7 +48,7 @@ class PassthroughSurface:
         """`POST /api/v1/chat/cf`: the body goes as it is to Cloudflare Workers AI's `LLM_CF_URL/<model>`."""
         body = await ex.read_body(self.max_body_bytes)
         model = requested_model(body) if len(body) < OFF_LOOP_BYTES else await asyncio.to_thread(requested_model, body)
-        await ex.use_model(model)
+        await self.gate.admit(ex, model)
         upstream = self.routes.cloudflare
         if upstream is None:
             raise NoUpstream("Cloudflare Workers AI is not configured: set LLM_CF_URL (your account's "
@@ -60,7 +62,7 @@ class PassthroughSurface:
         if self.routes.is_local(model):
             await self.local_chat(ex, body)  # which names the model itself
             return
-        await ex.use_model(model)
+        await self.gate.admit(ex, model)
         route, strip_prefix = self.routes.route(model)
         if strip_prefix:
             body = replace_top_level_string(body, "model", model.removeprefix(OLLAMA_PREFIX))

@@ -33,9 +33,6 @@ def test_stop_tool_choice_and_ollama_options_are_reported_unsupported():
     assert request == {"messages": [{"role": "user", "content": "hi"}], "seed": 3}
 
 
-@pytest.mark.xfail(strict=True, reason="cloudflare.encode_chat parses tool call arguments with a bare "
-                   "orjson.loads: text that is not JSON raises orjson.JSONDecodeError (a 500) where the Ollama "
-                   "and Anthropic providers answer 400; not fixed here, providers/cloudflare.py is being edited")
 def test_tool_call_arguments_that_are_not_json_are_a_400_not_a_500():
     chat = Chat(model="m", messages=[Message("assistant", tool_calls=[ToolCall("call_1", "f", "{not json")])])
     with pytest.raises(BadRequest):

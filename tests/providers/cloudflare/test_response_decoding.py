@@ -1,7 +1,6 @@
 """Workers AI's whole answer envelope in -> events out (shapes: Workers AI REST API docs)."""
 
 import orjson
-import pytest
 
 from llmrelay.core.chat import Finish, TextDelta, ToolCallDelta, ToolCallStart, Usage
 from llmrelay.providers.cloudflare import decode_response
@@ -26,9 +25,6 @@ def test_tool_call_arguments_given_as_text_pass_through():
     assert decode_response(data)[1] == ToolCallDelta(0, '{"a": 1}')
 
 
-@pytest.mark.xfail(strict=True, reason="cloudflare.decode_response turns a JSON-mode answer (result.response "
-                   "is an object) into text with str(), which is Python's repr ({'name': 'India'}), not JSON; "
-                   "not fixed here, providers/cloudflare.py is being edited")
 def test_json_mode_answer_object_becomes_json_text_not_python_repr():
     text = decode_response(load_json(__file__, "response_json_mode.json"))[0].text
     assert orjson.loads(text) == {"name": "India", "capital": "New Delhi", "languages": ["Hindi", "English"]}

@@ -6,7 +6,7 @@ from llmrelay.core.chat import Chat, Completion, ToolCall, Usage
 from llmrelay.surfaces.anthropic import AnthropicSurface
 from tests.support.recorded import assert_json_fixture, normalised_json
 
-SURFACE = AnthropicSurface(gateway=None, max_body_bytes=0)  # render needs neither
+SURFACE = AnthropicSurface(gateway=None, gate=None, max_body_bytes=0)  # render needs none of them
 CHAT = Chat(model="claude-sonnet-4-5", messages=[])
 
 

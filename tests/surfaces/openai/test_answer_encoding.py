@@ -4,7 +4,7 @@ from llmrelay.core.chat import Chat, Completion, ToolCall, Usage
 from llmrelay.surfaces.openai import OpenAISurface
 from tests.support.recorded import assert_json_fixture, normalised_json
 
-SURFACE = OpenAISurface(gateway=None, max_body_bytes=0)  # render needs neither
+SURFACE = OpenAISurface(gateway=None, gate=None, max_body_bytes=0)  # render needs none of them
 CHAT = Chat(model="gpt-4o-mini", messages=[])
 
 
