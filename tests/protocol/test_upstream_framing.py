@@ -5,8 +5,18 @@ import asyncio
 
 import pytest
 
-from llmrelay.providers.http1 import Client, ConnectionLost, FirstByteTimeout, IdleTimeout
-from tests.protocol.upstreams import ScriptedUpstream, answering, first_connection_then, read_request
+from llmrelay.providers.http1 import (
+    Client,
+    ConnectionLost,
+    FirstByteTimeout,
+    IdleTimeout,
+)
+from tests.protocol.upstreams import (
+    ScriptedUpstream,
+    answering,
+    first_connection_then,
+    read_request,
+)
 
 
 def run(coroutine):

@@ -11,7 +11,12 @@ from llmrelay.providers.http1 import Client
 from llmrelay.providers.http_client import UpstreamClient
 from llmrelay.providers.proxy import Proxies
 from llmrelay.providers.upstream import Upstream
-from tests.protocol.upstreams import ScriptedUpstream, ThreadedUpstream, answering, server_context
+from tests.protocol.upstreams import (
+    ScriptedUpstream,
+    ThreadedUpstream,
+    answering,
+    server_context,
+)
 
 OK = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
 
