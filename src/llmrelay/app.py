@@ -10,8 +10,8 @@ from llmrelay import __version__
 from llmrelay.access.browsers import BrowserGuard
 from llmrelay.access.guard import AccessGuard, model_budgets, presented_key
 from llmrelay.access.keys import KeyStore
-from llmrelay.access.model_gate import ModelGate
 from llmrelay.access.limits import open_limits
+from llmrelay.access.model_gate import ModelGate
 from llmrelay.asgi import (
     ClientGone,
     DisconnectWatch,
@@ -25,8 +25,8 @@ from llmrelay.asgi import (
 from llmrelay.cluster.membership import Membership, join_cluster
 from llmrelay.cluster.shared_state import CooldownOutbox
 from llmrelay.core.errors import MethodNotAllowed, NotFound, RelayError
-from llmrelay.endpoints import Access, Api, Endpoint, Endpoints
 from llmrelay.core.gc_tuning import tune_for_serving
+from llmrelay.endpoints import Access, Api, Endpoint, Endpoints
 from llmrelay.observability.access_log import AccessLog
 from llmrelay.observability.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from llmrelay.observability.metrics import Metrics

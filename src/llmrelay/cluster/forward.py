@@ -12,8 +12,8 @@ from llmrelay.asgi import Exchange
 from llmrelay.cluster.registry import NodeInfo
 from llmrelay.providers.http_client import UpstreamClient
 from llmrelay.providers.upstream import Upstream
-from llmrelay.surfaces.passthrough import forward
-from llmrelay.surfaces.proxy_headers import PEER_PREFIX
+from llmrelay.relay.forwarding import forward
+from llmrelay.relay.headers import PEER_PREFIX
 
 CLUSTER_HEADER = "x-llmrelay-cluster"
 _CLUSTER_HEADER = CLUSTER_HEADER.encode()

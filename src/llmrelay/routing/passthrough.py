@@ -5,7 +5,13 @@ looks like a vendor's (Ollama's `gpt-oss`) still reaches Ollama when that vendor
 """
 
 from llmrelay.providers.upstream import Upstream
-from llmrelay.routing.models import Deployment, ModelCatalog, Route, check_length, remember
+from llmrelay.routing.models import (
+    Deployment,
+    ModelCatalog,
+    Route,
+    check_length,
+    remember,
+)
 from llmrelay.routing.names import (
     ANTHROPIC_PREFIXES,
     OLLAMA_PREFIX,

@@ -15,7 +15,7 @@ from llmrelay.asgi import Exchange
 from llmrelay.core.durations import parse_duration
 from llmrelay.core.errors import BadRequest
 from llmrelay.storage.database import GROUPINGS, Database
-from llmrelay.surfaces.passthrough import json_object
+from llmrelay.surfaces.decoding import json_object
 
 KEYS_PATH = "/admin/keys"
 MAX_RECORDS = 10_000

@@ -20,9 +20,16 @@ from llmrelay.core.chat import (
 )
 from llmrelay.core.errors import BadRequest, RelayError
 from llmrelay.core.ids import message_id
+from llmrelay.relay.forwarding import forward, sse_boundary
 from llmrelay.surfaces.chat_surface import ChatSurface, StreamEncoder
-from llmrelay.surfaces.decoding import expect, image_from_url, name_tool_results, optional_number
-from llmrelay.surfaces.passthrough import forward, json_object, model_of, sse_boundary
+from llmrelay.surfaces.decoding import (
+    expect,
+    image_from_url,
+    json_object,
+    model_of,
+    name_tool_results,
+    optional_number,
+)
 
 _STOP = {"stop": "end_turn", "length": "max_tokens", "tool_calls": "tool_use", "content_filter": "refusal"}
 _UNTRANSLATED_OK = {"metadata", "service_tier"}

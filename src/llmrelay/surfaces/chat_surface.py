@@ -14,18 +14,21 @@ import orjson
 from llmrelay.access.limits import BYTES_PER_TOKEN
 from llmrelay.access.model_gate import ModelGate
 from llmrelay.asgi import Exchange
-from llmrelay.core.chat import OFF_LOOP_BYTES, Chat, ChatEvent, Completion, Finish, collect
+from llmrelay.core.chat import (
+    OFF_LOOP_BYTES,
+    Chat,
+    ChatEvent,
+    Completion,
+    Finish,
+    collect,
+)
 from llmrelay.core.errors import RelayError
 from llmrelay.core.json_bytes import replace_top_level_string
 from llmrelay.providers.http1 import Response
+from llmrelay.relay.forwarding import open_upstream, relay_and_close
 from llmrelay.routing.gateway import Gateway
 from llmrelay.routing.models import Deployment
-from llmrelay.surfaces.passthrough import (
-    json_object,
-    model_of,
-    open_upstream,
-    relay_and_close,
-)
+from llmrelay.surfaces.decoding import json_object, model_of
 
 DROP_PARAMS_HEADER = b"x-llmrelay-drop-params"
 

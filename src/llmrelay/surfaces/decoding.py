@@ -2,6 +2,9 @@
 
 import re
 
+import orjson
+
+from llmrelay.core import json_depth
 from llmrelay.core.chat import ImagePart, Message
 from llmrelay.core.errors import BadRequest
 
@@ -47,3 +50,32 @@ def name_tool_results(messages: list[Message]) -> list[Message]:
         if message.role == "tool" and message.tool_name is None and message.tool_call_id in names:
             message.tool_name = names[message.tool_call_id]
     return messages
+
+
+def requested_model(body: bytes) -> str:
+    """The body's model: the only thing the pass-through reads of the request."""
+    return model_of(json_object(body))
+
+
+def json_object(body: bytes) -> dict:
+    try:
+        request = json_depth.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise BadRequest(f"the request body is not valid JSON ({exc}); send a JSON object") from None
+    if not isinstance(request, dict):
+        raise BadRequest("the request body must be a JSON object with a \"model\" field")
+    return request
+
+
+def model_of(request: dict) -> str:
+    model = request.get("model")
+    if not isinstance(model, str) or not model:
+        raise BadRequest("the request body needs a \"model\" field naming the model, for example \"llama3\"")
+    if len(request) > 1:
+        for key in request:
+            # Go's JSON decoding (Ollama's) matches field names case-insensitively, the last one winning: a
+            # body with "model" and "Model" would be checked for one model and answered by the other.
+            if len(key) == 5 and key != "model" and key.lower() == "model":
+                raise BadRequest(f"the request body names its model twice (\"model\" and \"{key}\"); send only "
+                                 "\"model\"")
+    return model

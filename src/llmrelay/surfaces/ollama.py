@@ -24,10 +24,16 @@ from llmrelay.core.chat import (
 )
 from llmrelay.core.errors import BadRequest, RelayError
 from llmrelay.core.ids import tool_call_id
+from llmrelay.relay.forwarding import forward
 from llmrelay.routing.models import Deployment
 from llmrelay.surfaces.chat_surface import ChatSurface, StreamEncoder
-from llmrelay.surfaces.decoding import expect, image_from_url, sniff_media_type
-from llmrelay.surfaces.passthrough import forward, json_object, model_of
+from llmrelay.surfaces.decoding import (
+    expect,
+    image_from_url,
+    json_object,
+    model_of,
+    sniff_media_type,
+)
 
 OLLAMA_COMPATIBLE_VERSION = "0.12.0"
 # Ollama option -> neutral parameter.

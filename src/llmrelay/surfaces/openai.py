@@ -18,9 +18,16 @@ from llmrelay.core.chat import (
 )
 from llmrelay.core.errors import BadRequest, RelayError
 from llmrelay.core.ids import completion_id, unix_time
+from llmrelay.relay.forwarding import sse_boundary
 from llmrelay.surfaces.chat_surface import ChatSurface, StreamEncoder
-from llmrelay.surfaces.decoding import expect, image_from_url, name_tool_results, optional_number
-from llmrelay.surfaces.passthrough import json_object, model_of, sse_boundary
+from llmrelay.surfaces.decoding import (
+    expect,
+    image_from_url,
+    json_object,
+    model_of,
+    name_tool_results,
+    optional_number,
+)
 
 _PARAMS = ("temperature", "top_p", "top_k", "seed", "presence_penalty", "frequency_penalty")
 _UNTRANSLATED_OK = {"user", "parallel_tool_calls", "store", "metadata", "service_tier"}  # no effect on the answer

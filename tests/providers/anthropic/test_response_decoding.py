@@ -1,6 +1,13 @@
 """Anthropic's whole Message object in -> events out (shapes: Anthropic Messages API reference)."""
 
-from llmrelay.core.chat import Finish, ReasoningDelta, TextDelta, ToolCallDelta, ToolCallStart, Usage
+from llmrelay.core.chat import (
+    Finish,
+    ReasoningDelta,
+    TextDelta,
+    ToolCallDelta,
+    ToolCallStart,
+    Usage,
+)
 from llmrelay.providers.anthropic import decode_response
 from tests.support.recorded import load_json
 

@@ -2,7 +2,14 @@
 
 import pytest
 
-from llmrelay.core.chat import Finish, ReasoningDelta, TextDelta, ToolCallDelta, ToolCallStart, Usage
+from llmrelay.core.chat import (
+    Finish,
+    ReasoningDelta,
+    TextDelta,
+    ToolCallDelta,
+    ToolCallStart,
+    Usage,
+)
 from llmrelay.core.errors import UpstreamUnavailable
 from llmrelay.providers.anthropic import anthropic_upstream, decode_stream
 from llmrelay.providers.wire import sse_events

@@ -1,6 +1,13 @@
 """Ollama's whole /api/chat answer (stream: false) in -> events out (shapes: Ollama docs/api.md)."""
 
-from llmrelay.core.chat import Finish, ReasoningDelta, TextDelta, ToolCallDelta, ToolCallStart, Usage
+from llmrelay.core.chat import (
+    Finish,
+    ReasoningDelta,
+    TextDelta,
+    ToolCallDelta,
+    ToolCallStart,
+    Usage,
+)
 from llmrelay.providers.ollama import decode_response
 from tests.support.recorded import load_json
 

@@ -2,7 +2,14 @@
 
 import pytest
 
-from llmrelay.core.chat import Finish, ReasoningDelta, TextDelta, ToolCallDelta, ToolCallStart, Usage
+from llmrelay.core.chat import (
+    Finish,
+    ReasoningDelta,
+    TextDelta,
+    ToolCallDelta,
+    ToolCallStart,
+    Usage,
+)
 from llmrelay.core.errors import UpstreamUnavailable
 from llmrelay.providers.ollama import decode_stream, ollama_upstream
 from llmrelay.providers.wire import ndjson_records

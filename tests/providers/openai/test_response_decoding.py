@@ -1,6 +1,13 @@
 """OpenAI's whole chat.completion object in -> events out (shapes: OpenAI API reference)."""
 
-from llmrelay.core.chat import Finish, ReasoningDelta, TextDelta, ToolCallDelta, ToolCallStart, Usage
+from llmrelay.core.chat import (
+    Finish,
+    ReasoningDelta,
+    TextDelta,
+    ToolCallDelta,
+    ToolCallStart,
+    Usage,
+)
 from llmrelay.providers.openai import decode_response
 from tests.support.recorded import load_json
 

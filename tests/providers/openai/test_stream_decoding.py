@@ -2,7 +2,14 @@
 
 import pytest
 
-from llmrelay.core.chat import Finish, TextDelta, ToolCallDelta, ToolCallStart, Usage, collect
+from llmrelay.core.chat import (
+    Finish,
+    TextDelta,
+    ToolCallDelta,
+    ToolCallStart,
+    Usage,
+    collect,
+)
 from llmrelay.core.errors import UpstreamUnavailable
 from llmrelay.providers.openai import decode_stream, openai_upstream
 from llmrelay.providers.wire import iterate, sse_events

@@ -1,12 +1,27 @@
 """Events -> the named server-sent events an Anthropic client reads, compared with recorded bytes (shapes:
 Anthropic docs, "Streaming Messages")."""
 
-from llmrelay.core.chat import Chat, Finish, ReasoningDelta, TextDelta, ToolCallDelta, ToolCallStart, Usage
+from llmrelay.core.chat import (
+    Chat,
+    Finish,
+    ReasoningDelta,
+    TextDelta,
+    ToolCallDelta,
+    ToolCallStart,
+    Usage,
+)
 from llmrelay.core.errors import RateLimited
 from llmrelay.providers.anthropic import anthropic_upstream, decode_stream
 from llmrelay.providers.wire import sse_events
 from llmrelay.surfaces.anthropic import AnthropicStreamEncoder
-from tests.support.recorded import CUTS, RecordedResponse, assert_bytes_fixture, drain, normalised, run
+from tests.support.recorded import (
+    CUTS,
+    RecordedResponse,
+    assert_bytes_fixture,
+    drain,
+    normalised,
+    run,
+)
 
 EVENTS = [TextDelta("Okay"), TextDelta(", let me check."),
           ToolCallStart(0, "toolu_01T1x1fJ34qAmk2tNTrN7Up6", "get_weather"),

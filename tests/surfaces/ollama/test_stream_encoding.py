@@ -3,12 +3,27 @@ docs/api.md, streaming /api/chat and /api/generate)."""
 
 import orjson
 
-from llmrelay.core.chat import Chat, Finish, ReasoningDelta, TextDelta, ToolCallDelta, ToolCallStart, Usage
+from llmrelay.core.chat import (
+    Chat,
+    Finish,
+    ReasoningDelta,
+    TextDelta,
+    ToolCallDelta,
+    ToolCallStart,
+    Usage,
+)
 from llmrelay.core.errors import UpstreamUnavailable
 from llmrelay.providers.ollama import decode_stream, ollama_upstream
 from llmrelay.providers.wire import ndjson_records
 from llmrelay.surfaces.ollama import OllamaStreamEncoder
-from tests.support.recorded import CUTS, RecordedResponse, assert_bytes_fixture, drain, normalised, run
+from tests.support.recorded import (
+    CUTS,
+    RecordedResponse,
+    assert_bytes_fixture,
+    drain,
+    normalised,
+    run,
+)
 
 CHAT = Chat(model="llama3.2", messages=[], stream=True)
 

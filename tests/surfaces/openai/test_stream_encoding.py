@@ -14,7 +14,14 @@ from llmrelay.core.errors import UpstreamTimeout
 from llmrelay.providers.openai import decode_stream, openai_upstream
 from llmrelay.providers.wire import sse_events
 from llmrelay.surfaces.openai import OpenAIStreamEncoder
-from tests.support.recorded import CUTS, RecordedResponse, assert_bytes_fixture, drain, normalised, run
+from tests.support.recorded import (
+    CUTS,
+    RecordedResponse,
+    assert_bytes_fixture,
+    drain,
+    normalised,
+    run,
+)
 
 TOOL_EVENTS = [ToolCallStart(0, "call_DdmO9pD3xa9XTPNJ32zg2hcA", "get_current_weather"),
                ToolCallDelta(0, '{"location":'), ToolCallDelta(0, '"Paris, FR"}'),
