@@ -40,7 +40,6 @@ from llmrelay.routing.gateway import Gateway
 from llmrelay.routing.models import ModelCatalog
 from llmrelay.routing.passthrough import PassthroughRoutes
 from llmrelay.routing.retry import Retrier
-from llmrelay.server_protocol import HttpServerProtocol
 from llmrelay.settings import Settings, load_settings
 from llmrelay.storage.database import describe_error, open_database
 from llmrelay.surfaces.admin import KEYS_PATH, AdminSurface
@@ -204,7 +203,7 @@ class RelayApp:
             if scope["type"] == "lifespan":
                 await self.lifespan(receive, send)
             return
-        ex = Exchange(scope, receive, send, self.disconnects)
+        ex = Exchange(scope, receive, send, self.disconnects, self.settings.body_timeout)
         try:
             try:
                 await self.dispatch(ex)
@@ -399,11 +398,4 @@ class RelayApp:
 
 def create_app(settings: Settings | None = None) -> RelayApp:
     """The ASGI app; uvicorn's workers call this with no arguments and read the settings themselves."""
-    settings = settings or load_settings()
-    HttpServerProtocol.header_timeout = settings.header_timeout
-    HttpServerProtocol.max_header_bytes = settings.max_header_bytes
-    HttpServerProtocol.body_timeout = settings.body_timeout
-    HttpServerProtocol.write_timeout = settings.write_timeout
-    HttpServerProtocol.max_body_bytes = settings.max_body_bytes
-    Exchange.body_timeout = settings.body_timeout
-    return RelayApp(settings)
+    return RelayApp(settings or load_settings())

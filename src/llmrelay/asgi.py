@@ -35,10 +35,13 @@ class Exchange:
     __slots__ = ("scope", "receive", "send", "method", "path", "request_id", "started", "model", "upstream",
                  "status", "bytes_out", "error_type", "client_gone", "error_body", "watch", "handler", "leases",
                  "deployment", "key", "body_size", "request_body", "forwarded", "first_out", "prompt_tokens", "completion_tokens",
-                 "tokens_estimated", "direct", "admitted", "cors", "endpoint")
+                 "tokens_estimated", "direct", "admitted", "cors", "endpoint", "body_timeout")
 
-    def __init__(self, scope: Scope, receive: Receive, send: Send, watch: "DisconnectWatch"):
+    def __init__(self, scope: Scope, receive: Receive, send: Send, watch: "DisconnectWatch", body_timeout: float):
+        """`body_timeout`: seconds a client may take to send its whole body (the node's own server enforces it
+        before the app sees the request; under another ASGI server, read_body does)."""
         self.scope = scope
+        self.body_timeout = body_timeout
         self.receive = receive
         self.send = send
         extensions = scope.get("extensions")
@@ -85,7 +88,6 @@ class Exchange:
         self.completion_tokens = completion
         self.tokens_estimated = estimated
 
-    body_timeout = 30.0  # seconds a client may take to send the rest of a body, in total (set from the settings)
 
     async def read_body(self, limit: int) -> bytes:
         """The whole request body, refusing anything over `limit` bytes before buffering it, and a client

@@ -1,5 +1,6 @@
 """Runs the app under uvicorn (httptools parser, uvloop event loop), with the start-up banner."""
 
+import functools
 import ipaddress
 import logging
 import signal
@@ -11,7 +12,7 @@ from uvicorn.supervisors import Multiprocess
 
 from llmrelay.observability.log_format import configure_logging
 from llmrelay.routing.models import ModelCatalog
-from llmrelay.server_protocol import HttpServerProtocol
+from llmrelay.server_protocol import HttpServerProtocol, ServerLimits
 from llmrelay.settings import Settings
 from llmrelay.sockets import workers_listener
 
@@ -41,6 +42,12 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+def server_limits(settings: Settings) -> ServerLimits:
+    return ServerLimits(header_timeout=settings.header_timeout, max_header_bytes=settings.max_header_bytes,
+                        body_timeout=settings.body_timeout, max_body_bytes=settings.max_body_bytes,
+                        write_timeout=settings.write_timeout)
+
+
 def run(settings: Settings) -> None:
     configure_logging(settings.log_format)
     # uvicorn drains on SIGTERM/SIGINT, then raises the signal again against the handler it found. Finding
@@ -56,7 +63,7 @@ def run(settings: Settings) -> None:
         port=settings.port,
         workers=settings.workers,
         loop="uvloop",
-        http=HttpServerProtocol,
+        http=functools.partial(HttpServerProtocol, limits=server_limits(settings)),
         timeout_graceful_shutdown=settings.drain_seconds,  # in-flight answers may finish, up to this long
         lifespan="on",
         access_log=False,

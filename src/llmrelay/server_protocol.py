@@ -29,6 +29,7 @@ import logging
 import time
 import weakref
 from collections import deque
+from dataclasses import dataclass
 from http import HTTPStatus
 from urllib.parse import unquote
 
@@ -75,18 +76,33 @@ class _Refused(Exception):
     """Raised from a parser callback to stop parsing a request that has just been refused."""
 
 
-class HttpServerProtocol(asyncio.Protocol):
-    """One client connection. uvicorn creates it with its config and server state."""
+@dataclass(frozen=True, slots=True)
+class ServerLimits:
+    header_timeout: float = 10.0  # seconds from a request's first byte (or the connection's start) to its last header
+    max_header_bytes: int = 64 * 1024
+    body_timeout: float = 30.0  # seconds from a request's last header to the last byte of its body, in total
+    max_body_bytes: int = 10 * 1024 * 1024  # a larger body goes to the app at once, unread, for it to refuse
+    write_timeout: float = 60.0  # seconds a client may leave its answer unread (writes paused) before it is cut off
 
-    header_timeout = 10.0  # seconds from a request's first byte (or the connection's start) to its last header
-    max_header_bytes = 64 * 1024
-    body_timeout = 30.0  # seconds from a request's last header to the last byte of its body, in total
-    max_body_bytes = 10 * 1024 * 1024  # a larger body goes to the app at once, unread, for it to refuse
-    write_timeout = 60.0  # seconds a client may leave its answer unread (its writes paused) before it is cut off
+    @property
+    def sweep_seconds(self) -> float:
+        return min(1.0, self.header_timeout / 4, self.body_timeout / 4, self.write_timeout / 4)
+
+
+class HttpServerProtocol(asyncio.Protocol):
+    """One client connection. uvicorn creates it with its config and server state; server.py binds `limits`
+    (functools.partial) from the node's settings."""
+
     # One sweeper per server (uvicorn's server_state), walking the connections uvicorn already keeps.
     _sweepers: "weakref.WeakKeyDictionary[object, asyncio.Task]" = weakref.WeakKeyDictionary()
 
-    def __init__(self, config, server_state, app_state=None, _loop=None):
+    def __init__(self, config, server_state, app_state=None, _loop=None, limits: ServerLimits = ServerLimits()):
+        self.limits = limits
+        self.header_timeout = limits.header_timeout
+        self.max_header_bytes = limits.max_header_bytes
+        self.body_timeout = limits.body_timeout
+        self.max_body_bytes = limits.max_body_bytes
+        self.write_timeout = limits.write_timeout
         if not config.loaded:
             config.load()
         self.app = config.loaded_app
@@ -134,7 +150,8 @@ class HttpServerProtocol(asyncio.Protocol):
         self.headers_since = time.monotonic()  # a connection that never sends a request is cut off too
         sweeper = self._sweepers.get(self.server_state)
         if sweeper is None or sweeper.done():
-            self._sweepers[self.server_state] = self.loop.create_task(self._sweep(self.server_state.connections))
+            self._sweepers[self.server_state] = self.loop.create_task(
+                self._sweep(self.server_state.connections, self.limits.sweep_seconds))
 
     def data_received(self, data: bytes) -> None:
         in_head = self.parsing is None  # this read starts within a request's head, or between requests
@@ -435,11 +452,11 @@ class HttpServerProtocol(asyncio.Protocol):
         if paused is not None and not paused.done():
             paused.set_result(None)
 
-    @classmethod
-    async def _sweep(cls, connections: set) -> None:
+    @staticmethod
+    async def _sweep(connections: set, interval: float) -> None:
         """Enforce every connection's deadlines: headers, body, keep-alive idleness, and an answer left unread."""
         while connections:
-            await asyncio.sleep(min(1.0, cls.header_timeout / 4, cls.body_timeout / 4, cls.write_timeout / 4))
+            await asyncio.sleep(interval)
             now = time.monotonic()
             for connection in list(connections):
                 connection._check_deadlines(now)

@@ -3,6 +3,7 @@ methods, targets, headers and bodies (Content-Length, or chunked with random chu
 trailers), sent in random pieces to HttpServerProtocol under a real uvicorn on loopback. The app must see the
 requests h11 parses (method, target, headers, body), answered in order."""
 
+import functools
 import json
 import socket
 import threading
@@ -14,7 +15,7 @@ import uvicorn
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from llmrelay.server_protocol import HttpServerProtocol
+from llmrelay.server_protocol import HttpServerProtocol, ServerLimits
 from tests.support.node import free_port
 
 
@@ -41,9 +42,9 @@ async def echo(scope, receive, send):
 def server():
     # A header limit far below the bodies but above every head: reads that hold a body and the start of the
     # next head must never be taken for a head too large.
-    limit, HttpServerProtocol.max_header_bytes = HttpServerProtocol.max_header_bytes, 1024
     port = free_port()
-    config = uvicorn.Config(echo, host="127.0.0.1", port=port, loop="uvloop", http=HttpServerProtocol,
+    protocol = functools.partial(HttpServerProtocol, limits=ServerLimits(max_header_bytes=1024))
+    config = uvicorn.Config(echo, host="127.0.0.1", port=port, loop="uvloop", http=protocol,
                             lifespan="off", log_config=None)
     instance = uvicorn.Server(config)
     thread = threading.Thread(target=instance.run, daemon=True)
@@ -55,7 +56,6 @@ def server():
     yield port
     instance.should_exit = True
     thread.join(10)
-    HttpServerProtocol.max_header_bytes = limit
 
 
 TOKEN = st.from_regex(r"[A-Za-z0-9!#$%&'*+.^_`|~-]{1,8}", fullmatch=True)
