@@ -110,7 +110,8 @@ def main() -> None:
         "|---|---:|---:|",
         f"| llama-cpp-python directly | {direct_ttft * 1000:.1f} ms | {direct_rate:.1f} |",
         f"| through the node (/v1/chat/completions, streaming) | {node_ttft * 1000:.1f} ms | {node_rate:.1f} |",
-        f"| node overhead | {(node_ttft - direct_ttft) * 1000:+.1f} ms | {(node_rate / direct_rate - 1) * 100:+.1f} % |",
+        f"| node overhead | {(node_ttft - direct_ttft) * 1000:+.1f} ms "
+        f"| {(node_rate / direct_rate - 1) * 100:+.1f} % |",
     ]) + "\n"
     print(table)
     save_result("embedded", table)

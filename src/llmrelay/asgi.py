@@ -34,7 +34,8 @@ class Exchange:
 
     __slots__ = ("scope", "receive", "send", "method", "path", "request_id", "started", "model", "upstream",
                  "status", "bytes_out", "error_type", "client_gone", "error_body", "watch", "handler", "leases",
-                 "deployment", "key", "body_size", "request_body", "forwarded", "first_out", "prompt_tokens", "completion_tokens",
+                 "deployment", "key", "body_size", "request_body", "forwarded", "first_out", "prompt_tokens",
+                 "completion_tokens",
                  "tokens_estimated", "direct", "admitted", "cors", "endpoint", "body_timeout")
 
     def __init__(self, scope: Scope, receive: Receive, send: Send, watch: "DisconnectWatch", body_timeout: float):

@@ -27,7 +27,8 @@ class NodeClient:
         except urllib.error.HTTPError as exc:
             raise NodeError(_error_message(exc.read()) or f"HTTP {exc.code}") from None
         except urllib.error.URLError as exc:
-            raise NodeError(f"cannot reach the node at {self.url} ({exc.reason}); is `llmrelay serve` running?") from None
+            raise NodeError(f"cannot reach the node at {self.url} ({exc.reason}); "
+                            "is `llmrelay serve` running?") from None
 
     def models(self) -> list[dict]:
         with self._open("/v1/models") as response:

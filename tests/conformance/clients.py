@@ -36,8 +36,8 @@ class Result:
 
 def _openai_messages(scenario: str) -> list[dict]:
     if scenario == "image":
-        return [{"role": "user", "content": [{"type": "text", "text": QUESTIONS["image"]},
-                                             {"type": "image_url", "image_url": {"url": f"data:image/png;base64,{PNG}"}}]}]
+        image = {"type": "image_url", "image_url": {"url": f"data:image/png;base64,{PNG}"}}
+        return [{"role": "user", "content": [{"type": "text", "text": QUESTIONS["image"]}, image]}]
     messages = [{"role": "user", "content": QUESTIONS[scenario]}]
     if scenario == "tool_result":
         messages += [{"role": "assistant", "content": None, "tool_calls": [

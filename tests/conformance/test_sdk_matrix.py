@@ -17,7 +17,8 @@ SURFACES = ("openai", "anthropic", "ollama")
 STOP = {"openai": "stop", "anthropic": "end_turn", "ollama": "stop"}
 TOOL_STOP = {"openai": "tool_calls", "anthropic": "tool_use", "ollama": "stop"}  # Ollama has no tool stop reason
 MATRIX = [(surface, provider, stream) for surface in SURFACES for provider in PROVIDERS for stream in (False, True)]
-IDS = [f"{surface}-client->{provider}-upstream-{'stream' if stream else 'whole'}" for surface, provider, stream in MATRIX]
+IDS = [f"{surface}-client->{provider}-upstream-{'stream' if stream else 'whole'}"
+       for surface, provider, stream in MATRIX]
 
 
 TEXT_MATRIX = MATRIX + [(surface, "cloudflare", stream) for surface in SURFACES for stream in (False, True)]

@@ -85,7 +85,8 @@ class FakeOllama(FakeServer):
     async def embed(self, request: web.Request) -> web.Response:
         body = await request.json()
         inputs = body["input"] if isinstance(body["input"], list) else [body["input"]]
-        return web.json_response({"model": body["model"], "embeddings": [[0.1, 0.2, float(len(text))] for text in inputs],
+        embeddings = [[0.1, 0.2, float(len(text))] for text in inputs]
+        return web.json_response({"model": body["model"], "embeddings": embeddings,
                                   "total_duration": 1000, "load_duration": 10, "prompt_eval_count": 3 * len(inputs)})
 
     async def generate(self, request: web.Request) -> web.StreamResponse:

@@ -106,7 +106,8 @@ models:
                    Authorization: Bearer not-the-key}}
 """)
     body = json.dumps({"model": "team-gpt", "messages": [{"role": "user", "content": "hi"}]}).encode()
-    request = (b"POST /v1/chat/completions HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nX-Org: mine\r\n"
+    request = (b"POST /v1/chat/completions HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"
+               b"X-Org: mine\r\n"
                b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
     with Node({"LLMRELAY_EMBEDDED": "false", "TEAM_OPENAI_KEY": OPENAI_KEY}, cwd=tmp_path) as node:
         with socket.create_connection(("127.0.0.1", node.port), timeout=10) as sock:

@@ -105,7 +105,8 @@ def test_untranslatable_field_is_a_400_naming_it(node, anthropic_upstream):
     response = post(node, "/v1/chat/completions", {"model": "claude-x", "messages": USER, "seed": 3, "logprobs": True})
     assert response.status_code == 400
     error = response.json()["error"]
-    assert "seed" in error["message"] and "logprobs" in error["message"] and "X-LLMRelay-Drop-Params" in error["message"]
+    assert "seed" in error["message"] and "logprobs" in error["message"]
+    assert "X-LLMRelay-Drop-Params" in error["message"]
     assert error["type"] == "invalid_request_error"
     assert not anthropic_upstream.requests
 
@@ -225,7 +226,8 @@ def test_ollama_show_version_and_generate(node, ollama, openai_upstream):
     assert httpx.get(node.url + "/api/version").json()["version"]
     generated = post(node, "/api/generate", {"model": "llama3", "prompt": "why?", "stream": False})
     assert generated.json()["response"].startswith("The sky is blue") and ollama.last().path == "/api/generate"
-    translated = post(node, "/api/generate", {"model": "gpt-4o", "prompt": "why?", "system": "Be brief.", "stream": False})
+    translated = post(node, "/api/generate",
+                      {"model": "gpt-4o", "prompt": "why?", "system": "Be brief.", "stream": False})
     assert translated.json()["response"].startswith("The sky is blue") and translated.json()["done"] is True
     assert sent(openai_upstream)["messages"][0] == {"role": "system", "content": "Be brief."}
     with httpx.stream("POST", node.url + "/api/generate", json={"model": "gpt-4o", "prompt": "why?"}) as response:

@@ -74,7 +74,8 @@ class Metrics:
                               "Time until the first byte of the answer's body went to the client.",
                               ("surface", "model"))
         self.upstream = Histogram("llmrelay_upstream_duration_seconds",
-                                  "From the attempt that answered to the end of its answer.", ("provider", "deployment"))
+                                  "From the attempt that answered to the end of its answer.",
+                                  ("provider", "deployment"))
         self.registry.register(_RequestCollector(self))
         self.registry.register(_StateCollector(admission, retrier, balancer, usage))
         # What every Python exporter shows: the process's memory, CPU and open files, and the collector's work.

@@ -109,7 +109,8 @@ def decode_response(data: dict) -> list[ChatEvent]:
     for index, call in enumerate(calls):
         events.append(ToolCallStart(index, tool_call_id(), call.get("name", "")))
         arguments = call.get("arguments") or {}
-        events.append(ToolCallDelta(index, arguments if isinstance(arguments, str) else orjson.dumps(arguments).decode()))
+        text = arguments if isinstance(arguments, str) else orjson.dumps(arguments).decode()
+        events.append(ToolCallDelta(index, text))
     events.append(Finish("tool_calls" if calls else "stop", _usage(result.get("usage"))))
     return events
 

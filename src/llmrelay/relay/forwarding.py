@@ -118,7 +118,8 @@ async def relay(ex: Exchange, upstream: Upstream, response: Answer, error_record
 
 def count_relayed_tokens(ex: Exchange, tokens: TokenTap) -> None:
     """The upstream's own counts; when it reported none (an OpenAI stream without `include_usage`), an
-    estimate: the prompt from the body's size, one token per streamed event but the role, finish and [DONE] ones, as OpenAI streams them."""
+    estimate: the prompt from the body's size, one token per streamed event but the role, finish and [DONE]
+    ones, as OpenAI streams them."""
     if tokens.found:
         ex.count_tokens(tokens.prompt, tokens.completion)
     elif ex.status < 400:

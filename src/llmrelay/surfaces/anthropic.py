@@ -76,8 +76,8 @@ def _text_of(value, where: str) -> str:
 def _image(block: dict, where: str) -> ImagePart:
     source = expect(block.get("source"), dict, f"{where}.source", "an object")
     if source.get("type") == "base64":
-        return ImagePart(media_type=source.get("media_type"), data=expect(source.get("data"), str, f"{where}.source.data",
-                                                                          "base64 text"))
+        data = expect(source.get("data"), str, f"{where}.source.data", "base64 text")
+        return ImagePart(media_type=source.get("media_type"), data=data)
     if source.get("type") == "url":
         return image_from_url(source.get("url"), f"{where}.source.url")
     raise BadRequest(f"{where}.source.type must be base64 or url")

@@ -31,8 +31,8 @@ from llmrelay.surfaces.decoding import (
 
 _PARAMS = ("temperature", "top_p", "top_k", "seed", "presence_penalty", "frequency_penalty")
 _UNTRANSLATED_OK = {"user", "parallel_tool_calls", "store", "metadata", "service_tier"}  # no effect on the answer
-_KNOWN = {"model", "messages", "stream", "stream_options", "tools", "tool_choice", "max_tokens", "max_completion_tokens",
-          "stop", "response_format", "n", "options", *_PARAMS, *_UNTRANSLATED_OK}
+_KNOWN = {"model", "messages", "stream", "stream_options", "tools", "tool_choice", "max_tokens",
+          "max_completion_tokens", "stop", "response_format", "n", "options", *_PARAMS, *_UNTRANSLATED_OK}
 _ERROR_TYPES = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
                 404: "not_found_error", 413: "invalid_request_error", 429: "rate_limit_error"}
 
@@ -140,7 +140,8 @@ class OpenAIStreamEncoder(StreamEncoder):
         self.include_usage = chat.include_usage
 
     def _chunk(self, delta: dict, finish_reason=None) -> bytes:
-        chunk = {**self.base, "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}]}
+        choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}
+        chunk = {**self.base, "choices": [choice]}
         if self.include_usage:
             chunk["usage"] = None
         return sse(chunk)

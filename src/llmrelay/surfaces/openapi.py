@@ -11,7 +11,8 @@ _TEXT = {"type": "string"}
 _NUMBER = {"type": "number"}
 _INTEGER = {"type": "integer"}
 _OBJECT = {"type": "object"}
-_ERROR = {"description": "An error in the surface's own API shape", "content": {"application/json": {"schema": _OBJECT}}}
+_ERROR = {"description": "An error in the surface's own API shape",
+          "content": {"application/json": {"schema": _OBJECT}}}
 
 _MESSAGES = {"type": "array", "items": {"type": "object", "required": ["role"], "properties": {
     "role": {"type": "string", "enum": ["system", "developer", "user", "assistant", "tool"]},
