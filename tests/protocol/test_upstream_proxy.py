@@ -204,3 +204,20 @@ def test_upstream_node_reads_the_proxy_from_its_environment(tinyproxy, start_nod
         assert "carol" not in node.logs() and "pw@" not in node.logs()
     finally:
         upstream.stop()
+
+
+def test_upstream_probe_names_a_proxy_that_refuses(test_ca, ca_file, tinyproxy):
+    async def scenario():
+        async with ScriptedUpstream(answering(OK), server_context(test_ca, "127.0.0.1")) as upstream:
+            proxy = tinyproxy()
+            client = node_client({"HTTPS_PROXY": proxy.url("dave:secret")})
+            url = upstream.url()
+            report = await client.probe(Upstream(name="openai", base_url=url, chat_url=url, probe_url=url,
+                                                 setting="OPENAI_BASE_URL"), 5)
+            await client.close()
+            return report, proxy.port
+
+    report, port = run(scenario())
+    assert report["ready"] is False
+    assert report["error"].startswith(f"the proxy http://127.0.0.1:{port} refused the tunnel")
+    assert "dave" not in report["error"] and "secret" not in report["error"]

@@ -134,3 +134,18 @@ def test_upstream_tls_node_honours_ssl_cert_file_and_reports_a_bad_certificate(t
         assert "certificate" in message and "could not be verified" in message, message
     finally:
         upstream.stop()
+
+
+def test_upstream_tls_probe_says_why_a_certificate_failed(ca_file):
+    stranger = trustme.CA()
+
+    async def scenario():
+        async with ScriptedUpstream(answering(OK), server_context(stranger, "127.0.0.1")) as upstream:
+            client = UpstreamClient(2, 5)
+            report = await client.probe(upstream_at(upstream.url()), 2)
+            await client.close()
+            return report
+
+    report = run(scenario())
+    assert report["ready"] is False
+    assert report["error"] == "its certificate could not be verified (unable to get local issuer certificate)"

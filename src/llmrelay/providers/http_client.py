@@ -115,6 +115,10 @@ def _probe_failure(exc: BaseException, timeout: float) -> str:
         return f"no answer within {timeout:g} s"
     if isinstance(exc, socket.gaierror):
         return "the host name does not resolve"
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return f"its certificate could not be verified ({exc.verify_message or exc.reason})"
+    if isinstance(exc, ProxyError):
+        return str(exc)
     return f"cannot connect ({connect_failure(exc)})"
 
 
