@@ -68,7 +68,8 @@ class UpstreamClient:
             raise UpstreamTimeout(f"{_where(upstream)} did not start answering within {first_byte_timeout:g} s; raise "
                                   "LLMRELAY_FIRST_BYTE_TIMEOUT for slow models") from None
         except socket.gaierror:
-            raise UpstreamUnavailable(f"the host name of {_where(upstream)} does not resolve; check {upstream.setting}") from None
+            raise UpstreamUnavailable(f"the host name of {_where(upstream)} does not resolve; "
+                                      f"check {upstream.setting}") from None
         except ssl.SSLCertVerificationError as exc:
             raise UpstreamUnavailable(f"the certificate of {_where(upstream)} could not be verified "
                                       f"({exc.verify_message or exc.reason}); check {upstream.setting}, or point "
@@ -80,8 +81,8 @@ class UpstreamClient:
             raise UpstreamUnavailable(f"{_where(upstream)} closed the connection without answering; check that it is "
                                       "healthy") from None
         except OSError as exc:
-            raise UpstreamUnavailable(f"cannot connect to {_where(upstream)} ({connect_failure(exc)}); check that it is "
-                                      f"running and that {upstream.setting} is right") from None
+            raise UpstreamUnavailable(f"cannot connect to {_where(upstream)} ({connect_failure(exc)}); check that "
+                                      f"it is running and that {upstream.setting} is right") from None
 
     async def probe(self, upstream: Upstream, timeout: float) -> dict:
         """Whether the upstream answers HTTP at all, and with what, for /ready."""
