@@ -90,7 +90,8 @@ class Response:
     def headers(self) -> dict[str, str]:
         """The headers by lower-case name, decoded; made on first use (the relay needs only the raw list)."""
         if self._headers is None:
-            self._headers = {name.decode("latin-1").lower(): value.decode("latin-1") for name, value in self.raw_headers}
+            self._headers = {name.decode("latin-1").lower(): value.decode("latin-1")
+                             for name, value in self.raw_headers}
         return self._headers
 
     # -- fed by the connection --
