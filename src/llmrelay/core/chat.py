@@ -5,6 +5,7 @@ it with a stream of `ChatEvent`s, which a surface encodes as its own wire format
 answer for a non-streaming client).
 """
 
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -77,7 +78,7 @@ class Chat:
     stream: bool = False
     tools: list[Tool] = field(default_factory=list)
     # None (the upstream's default), "auto", "none", "required", or {"name": tool name}
-    tool_choice: str | dict | None = None
+    tool_choice: str | dict[str, Any] | None = None
     # Sampling and output parameters under neutral names: temperature, top_p, top_k, max_tokens, stop (list),
     # seed, presence_penalty, frequency_penalty, response_format ({"type": "json"} or
     # {"type": "json_schema", "schema": {...}}).
@@ -153,7 +154,7 @@ class Completion:
     usage: Usage = field(default_factory=Usage)
 
 
-async def collect(events) -> Completion:
+async def collect(events: AsyncIterator[ChatEvent]) -> Completion:
     completion = Completion()
     text, reasoning = [], []
     arguments: dict[int, list[str]] = {}

@@ -141,6 +141,7 @@ def from_upstream_status(upstream: str, status: int, detail: str, retry_after: s
     credentials or failing is the node's problem (502), not the client's.
     """
     message = f"the {upstream} upstream answered {status}: {detail}"
+    error: RelayError
     if status in (400, 413, 422):
         error = PayloadTooLarge(message) if status == 413 else BadRequest(message)
         error.context_window = any(words in detail.lower() for words in _CONTEXT_WINDOW_WORDS)

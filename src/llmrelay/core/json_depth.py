@@ -5,6 +5,8 @@ recurse: a document between the two parsed fine and then failed mid-request with
 deeper than MAX_DEPTH at parse time turns that into a 400 that says why.
 """
 
+from typing import Any
+
 import orjson
 
 from llmrelay.core.errors import BadRequest
@@ -38,7 +40,7 @@ def too_deep(document: bytes, limit: int = MAX_DEPTH) -> bool:
     return bool(shape)
 
 
-def loads(document: bytes | str, what: str = "the request body"):
+def loads(document: bytes | str, what: str = "the request body") -> Any:
     """`orjson.loads`, refusing documents nested deeper than MAX_DEPTH (BadRequest naming `what`)."""
     data = document.encode() if isinstance(document, str) else document
     if too_deep(data):
