@@ -284,7 +284,7 @@ os.register_at_fork(after_in_child=_spare_ids.clear)  # a forked worker must not
 
 def new_request_id() -> str:
     """128 random bits in hex: unique, not secret, so a PRNG is enough (no system call). Drawn and formatted
-    256 at a time: one draw per request cost ~8 µs of a stream's first chunk (cold), a list's pop almost nothing."""
+    256 at a time: a draw per request is a noticeable part of a stream's first chunk, a list's pop is not."""
     if not _spare_ids:
         batch = "%0*x" % (32 * _ID_BATCH, random.getrandbits(128 * _ID_BATCH))
         _spare_ids.extend(batch[start:start + 32] for start in range(0, len(batch), 32))

@@ -1,8 +1,8 @@
 """The node's HTTP/1.1 server protocol: httptools' parser, ASGI to the app, run by uvicorn.
 
 uvicorn keeps what it does well (sockets, workers, signals, lifespan, graceful shutdown); this replaces its
-per-request cycle, which cost a third of a proxied request (bench/README.md): an asyncio.Event, a keep-alive
-timer and regular expressions per request, and a separate write for the head and the body. Here:
+per-request cycle (an asyncio.Event, a keep-alive timer and regular expressions per request, and a separate
+write for the head and the body), which cost a large share of a proxied request (bench/README.md). Here:
 
 - the response head waits for the first body bytes and goes out in the same write, so a small answer is one
   write and one packet, and a stream's first chunk travels with its head (held at most HEAD_HOLD_SECONDS);
@@ -239,7 +239,7 @@ class HttpServerProtocol(asyncio.Protocol):
         keep_alive = parser.should_keep_alive()
         if keep_alive and not self._connection_header:
             # llhttp accepts HTTP/0.9, 1.0, 1.1 and 2.0 and keeps only 1.1 alive without a Connection header, so
-            # the version is known without asking the parser (a str.format: ~6 µs of a cold request).
+            # the version is known without asking the parser (which formats a string each time).
             version = "1.1"
         else:
             if parser.should_upgrade():  # the bytes after this request would be another protocol's
@@ -346,7 +346,7 @@ class HttpServerProtocol(asyncio.Protocol):
     async def _serve(self, cycle: "Cycle | None") -> None:
         """Run `cycle`, then the connection's next requests as they come while this task is free for them: a
         keep-alive connection's requests take turns on one task instead of a new task each (creating a task
-        costs more than handing a request to a waiting one, measured on first chunks). A request that comes
+        costs more than handing a request to a waiting one). A request that comes
         while the task still finishes the previous one (recording it) gets a task of its own. Requests that
         share a task share its context variables: the node's app sets none. (The app is called here rather than
         in a method of the cycle: a coroutine fewer on the way of every request.)"""

@@ -1,10 +1,9 @@
 """The garbage collector set for a server that holds many requests at once.
 
 CPython examines its youngest objects whenever 700 more container objects exist than at the last look. With
-256 requests in flight that was about 270 times a second, and every look examined the live objects of every
-request in flight and moved them to the older generations, to be examined again there; every full collection
-walked all the objects of the libraries imported at startup (41 ms each). Measured at concurrency 256: 15 % of
-the event loop's time in the collector, 0.1 % after this (bench/README.md, session 9).
+hundreds of requests in flight, every look examined the live objects of every request and moved them to the
+older generations, to be examined again there, and every full collection walked all the objects of the
+libraries imported at startup (bench/README.md has the numbers).
 """
 
 import gc
@@ -14,7 +13,7 @@ YOUNG_THRESHOLD = 7_000  # a look at the young objects at most every 7,000 more:
 
 def tune_for_serving() -> None:
     """Called once the node is set up: what exists now lives as long as the process, so the collector need
-    never examine it again (a full collection 41 ms -> 3 ms), and looks at young objects less often."""
+    never examine it again, and looks at young objects less often."""
     gc.collect()
     gc.freeze()
     _, middle, old = gc.get_threshold()

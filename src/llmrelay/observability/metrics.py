@@ -1,9 +1,8 @@
 """Prometheus metrics at `/metrics`, exposed with prometheus-client.
 
 Per-request series are counted by the recorder's thread from finished requests, so a request pays nothing
-for them, in plain dicts under one lock per batch: prometheus-client's labelled metrics cost about 25 µs a
-request here (a lookup, a lock and a linear bucket search per series), more than the proxy step itself. They
-become metric families when Prometheus scrapes, with gauges of the node's state (in flight, queued,
+for them, in plain dicts under one lock per batch (prometheus-client's labelled metrics cost more per request
+than the proxy step itself; bench/README.md). They become metric families when Prometheus scrapes, with gauges of the node's state (in flight, queued,
 deployments, retries). Labels carry model names, surfaces, providers and key ids: never a key or a credential.
 """
 

@@ -61,16 +61,13 @@ def give_way_to_requests() -> None:
 class UsageWriter:
     """Rows are written by one thread at a time, on idle cores when it can.
 
-    The database's work runs without the GIL, on whichever core is free, and on a busy machine that core was
-    often the one a request's next step wanted (the event loop's, or the process's at the other end). At
-    concurrency 1 (bench, 4 alternating rounds): p99 1.25-1.47 ms with the writer at the loop's priority,
-    0.72-1.09 ms 10 nice levels below, 0.46-0.63 ms at SCHED_IDLE, 0.34-0.61 ms with no usage records at all.
-    But a thread at SCHED_IDLE gets almost no time on a saturated machine (80,000-120,000 rows behind after 10 s
-    with two workers, wrk and the mock on two cores), and without privileges it cannot leave that policy. So
-    when CATCH_UP rows wait, the recorder's thread starts a writer 10 nice levels below the loop (as the
-    writer was before) that takes over once the idle one has finished its batch; having caught up, it moves
-    itself to the idle cores. The recorder's own thread is not lowered: one that holds the GIL that long must
-    not be descheduled while the loop waits for it (tried: p99 got worse).
+    The database's work runs without the GIL on whichever core is free, which on a busy machine is often the
+    one a request's next step wants; at idle priority it takes the tail latency of requests the least
+    (bench/README.md). A thread at idle priority gets almost no time on a saturated machine, and without
+    privileges cannot leave that policy, so when CATCH_UP rows wait the recorder's thread starts a writer 10
+    nice levels below the loop that takes over once the idle one has finished its batch, and moves itself to
+    the idle cores once caught up. The recorder's own thread keeps its priority: it holds the GIL, and the loop
+    must not wait behind it while it is descheduled.
     """
 
     def __init__(self, database: Database):
