@@ -2,8 +2,9 @@
 
 Per-request series are counted by the recorder's thread from finished requests, so a request pays nothing
 for them, in plain dicts under one lock per batch (prometheus-client's labelled metrics cost more per request
-than the proxy step itself; bench/README.md). They become metric families when Prometheus scrapes, with gauges of the node's state (in flight, queued,
-deployments, retries). Labels carry model names, surfaces, providers and key ids: never a key or a credential.
+than the proxy step itself; bench/README.md). They become metric families when Prometheus scrapes, with
+gauges of the node's state (in flight, queued, deployments, retries). Labels carry model names, surfaces,
+providers and key ids: never a key or a credential.
 """
 
 import threading
