@@ -204,3 +204,42 @@ def test_upstream_pool_keeps_its_count_through_cancels_timeouts_and_closes(monke
             client.close()
 
     run(scenario())
+
+
+def test_upstream_node_caps_connections_per_host_from_its_settings_and_config_file(tmp_path, start_node):
+    from concurrent.futures import ThreadPoolExecutor
+
+    import httpx
+
+    from tests.protocol.upstreams import ThreadedUpstream
+
+    body = (b'{"id":"c1","object":"chat.completion","created":1,"model":"m","choices":[{"index":0,"message":'
+            b'{"role":"assistant","content":"ok"},"finish_reason":"stop"}]}')
+
+    async def handler(reader, writer, number):
+        while (await read_request(reader)) is not None:
+            await asyncio.sleep(0.3)
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s" % (
+                len(body), body))
+            await writer.drain()
+
+    def five_at_once(node, path: str, model: str) -> list[int]:
+        request = {"model": model, "messages": [{"role": "user", "content": "hi"}], "stream": False}
+        with ThreadPoolExecutor(5) as pool:
+            return list(pool.map(lambda _: httpx.post(node.url + path, json=request, timeout=20).status_code,
+                                 range(5)))
+
+    default_capped, config_capped = ThreadedUpstream(handler), ThreadedUpstream(handler)
+    config = tmp_path / "llmrelay.yaml"
+    config.write_text(f"models:\n  - name: capped\n    deployments:\n      - provider: openai\n"
+                      f"        base_url: {config_capped.url('/v1')}\n        max_connections: 2\n")
+    try:
+        node = start_node({"LLM_CHAT_URL": default_capped.url("/api/chat"), "LLMRELAY_MAX_CONNECTIONS_PER_HOST": "3",
+                           "LLMRELAY_CONFIG": str(config), "OPENAI_API_KEY": "sk-test"})
+        assert five_at_once(node, "/api/v1/chat", "llama3") == [200] * 5
+        assert five_at_once(node, "/v1/chat/completions", "capped") == [200] * 5
+        assert default_capped.upstream.most_open == 3
+        assert config_capped.upstream.most_open == 2
+    finally:
+        default_capped.stop()
+        config_capped.stop()
