@@ -221,3 +221,12 @@ def test_upstream_probe_names_a_proxy_that_refuses(test_ca, ca_file, tinyproxy):
     assert report["ready"] is False
     assert report["error"].startswith(f"the proxy http://127.0.0.1:{port} refused the tunnel")
     assert "dave" not in report["error"] and "secret" not in report["error"]
+
+
+def test_upstream_proxy_credentials_stay_out_of_repr():
+    proxies = Proxies({"HTTPS_PROXY": "http://erin:t0ps3cret@proxy.example:3128"})
+    client = Client(proxies=proxies)
+    pool = client.pool("https://api.example/v1/x")[0]
+    shown = repr(proxies.select("https", "api.example", 443)) + repr(list(client.pools))
+    assert "erin" not in shown and "t0ps3cret" not in shown and "ZXJpbjp0MHBzM2NyZXQ" not in shown
+    assert pool.proxy.authorization == b"Basic ZXJpbjp0MHBzM2NyZXQ="

@@ -11,7 +11,7 @@ import ipaddress
 import os
 import socket
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from urllib.parse import unquote, urlsplit
 
 _MAX_CONNECT_HEAD = 16 * 1024
@@ -26,7 +26,8 @@ class Proxy:
     host: str
     port: int
     display: str  # http://host:port: for errors and logs
-    authorization: bytes | None = None  # the Proxy-Authorization value, from user:password in the URL
+    # The Proxy-Authorization value, from user:password in the URL; kept out of repr, which logs may show.
+    authorization: bytes | None = field(default=None, repr=False)
     problem: str | None = None  # set when the variable cannot be used; connecting raises it
 
     def header_line(self) -> bytes:
