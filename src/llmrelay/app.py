@@ -75,7 +75,7 @@ class RelayApp:
         self.catalog = ModelCatalog(settings)
         self.routes = PassthroughRoutes(self.catalog)
         self.client = UpstreamClient(settings.connect_timeout, settings.first_byte_timeout, settings.idle_timeout,
-                                     settings.total_timeout)
+                                     settings.total_timeout, settings.max_connections_per_host)
         cooldowns = CooldownOutbox() if clustered else None
         balancer = Balancer(settings, cooldowns.cooldown_began if cooldowns else None)
         retrier = Retrier(self.catalog, balancer, settings)
