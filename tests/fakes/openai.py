@@ -55,12 +55,23 @@ def _asked(body: dict) -> tuple[Asked, str | None]:
     return asked, None
 
 
+async def _account_headers(request: web.Request, response: web.StreamResponse) -> None:
+    """What OpenAI's API sends on every answer about the account the key belongs to, and what a CDN in front of
+    it may add."""
+    response.headers["openai-organization"] = "org-operator-account"
+    response.headers["openai-project"] = "proj_operator"
+    response.headers["openai-processing-ms"] = "12"
+    response.headers["strict-transport-security"] = "max-age=31536000; includeSubDomains"
+    response.headers["access-control-allow-origin"] = "*"
+
+
 class FakeOpenAI(FakeServer):
     def __init__(self, api_key: str = "sk-test-openai-0123456789"):
         super().__init__()
         self.api_key = api_key
 
     def routes(self, app: web.Application) -> None:
+        app.on_response_prepare.append(_account_headers)
         app.router.add_post("/v1/chat/completions", self.chat_completions)
         app.router.add_post("/v1/embeddings", self.embeddings)
         app.router.add_get("/v1/models", self.models)

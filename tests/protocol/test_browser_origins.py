@@ -1,6 +1,7 @@
 """Browser-origin protection: no web page uses the node through a visitor's browser unless allowed."""
 
 import json
+import socket
 
 import httpx
 import pytest
@@ -83,3 +84,14 @@ def test_keyed_node_serves_any_host_but_still_checks_origins(start_node, node_en
     assert httpx.post(keyed.url + "/api/chat", content=BODY, headers=auth).status_code == 200
     refused = httpx.post(keyed.url + "/api/chat", content=BODY, headers={**auth, "origin": "https://evil.example.com"})
     assert refused.status_code == 403
+
+
+@pytest.mark.parametrize("host", ["[::1]evil.example.com", "localhost:evil.example.com", "127.0.0.1:", "localhost."])
+def test_hosts_that_only_look_like_the_node_are_refused(open_node, host):
+    assert httpx.get(open_node.url + "/health", headers={"host": host}).status_code == 403
+
+
+def test_two_host_headers_are_refused(open_node):
+    with socket.create_connection(("127.0.0.1", open_node.port), timeout=10) as sock:
+        sock.sendall(b"GET /health HTTP/1.1\r\nHost: localhost\r\nHost: evil.example.com\r\n\r\n")
+        assert sock.recv(65536).startswith(b"HTTP/1.1 400 ")

@@ -42,3 +42,16 @@ def test_organization_configured_on_the_deployment_is_sent(start_node, openai_up
                           headers={"openai-organization": "org-attacker"})
     assert response.status_code == 200, response.text
     assert openai_upstream.last().headers["openai-organization"] == "org-operator"
+
+
+def test_the_operators_account_ids_and_upstream_cors_headers_never_reach_the_client(start_node, node_env):
+    node = start_node({**node_env, "LLMRELAY_ALLOWED_ORIGINS": "https://app.example.com"})
+    for stream in (False, True):
+        response = httpx.post(node.url + "/v1/chat/completions", json={"model": "gpt-4o", **BODY, "stream": stream},
+                              headers={"origin": "https://app.example.com"})
+        assert response.status_code == 200, response.text
+        assert response.headers["openai-processing-ms"] == "12"  # the upstream's other headers still come
+        for name in ("openai-organization", "openai-project", "strict-transport-security"):
+            assert name not in response.headers, name
+        # one Access-Control-Allow-Origin, the node's: browsers refuse an answer with two
+        assert response.headers.get_list("access-control-allow-origin") == ["https://app.example.com"]

@@ -15,9 +15,10 @@ here, as Ollama closes them:
 import ipaddress
 
 from llmrelay.access.keys import KeyStore
-from llmrelay.core.errors import Forbidden
+from llmrelay.core.errors import BadRequest, Forbidden
 
 ANY = "*"
+_CACHED_HOST_BYTES = 255
 _ALLOW_METHODS = b"GET, POST, DELETE, OPTIONS"
 _EXPOSE_HEADERS = b"x-request-id, retry-after, x-upstream-request-id"
 _PREFLIGHT_MAX_AGE = b"600"
@@ -40,6 +41,8 @@ class BrowserGuard:
         host = origin = None
         for name, value in ex.scope["headers"]:
             if name == b"host":
+                if host is not None:
+                    raise BadRequest("the request has more than one Host header; send one")
                 host = value
             elif name == b"origin":
                 origin = value
@@ -63,18 +66,24 @@ class BrowserGuard:
     def host_allowed(self, host: bytes) -> bool:
         known = self._known_hosts.get(host)
         if known is None:
-            if len(self._known_hosts) > 1024:
-                self._known_hosts.clear()
-            known = self._known_hosts[host] = self._host_allowed(host.decode("latin-1").lower())
+            known = self._host_allowed(host.decode("latin-1").lower())
+            if len(host) <= _CACHED_HOST_BYTES:  # the names a node is really reached under are short
+                if len(self._known_hosts) > 1024:
+                    self._known_hosts.clear()
+                self._known_hosts[host] = known
         return known
 
     def _host_allowed(self, host: str) -> bool:
         if ANY in self.allowed_hosts:
             return True
-        if host.startswith("["):  # [v6]:port
-            name = host[1:host.find("]")] if "]" in host else host
+        if host.startswith("["):  # [v6] or [v6]:port
+            name, bracket, port = host[1:].partition("]")
+            if not bracket or (port and not (port[0] == ":" and port[1:].isdigit())):
+                return False
         else:
-            name = host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+            name, colon, port = host.partition(":")
+            if colon and not port.isdigit():
+                return False
         if name == "localhost" or name.endswith(".localhost") or name in self.allowed_hosts:
             return True
         try:

@@ -18,14 +18,15 @@ class ProbeCache:
         self.client = client
         self.timeout = timeout
         self.fresh_seconds = fresh_seconds
-        self._reports: dict[str, tuple[float, dict]] = {}  # probe URL -> (when probed, report)
-        self._running: dict[str, asyncio.Future] = {}  # probe URL -> the probe in progress
+        # Keyed by the upstream itself: two deployments of one URL with different credentials are two probes.
+        self._reports: dict[Upstream, tuple[float, dict]] = {}  # -> (when probed, report)
+        self._running: dict[Upstream, asyncio.Future] = {}  # -> the probe in progress
 
     async def reports(self, upstreams: list[Upstream]) -> list[dict]:
         return list(await asyncio.gather(*(self.report(upstream) for upstream in upstreams)))
 
     async def report(self, upstream: Upstream) -> dict:
-        key = upstream.probe_url
+        key = upstream
         cached = self._reports.get(key)
         if cached is not None and time.monotonic() - cached[0] < self.fresh_seconds:
             return cached[1]
@@ -36,7 +37,7 @@ class ProbeCache:
         return await asyncio.shield(running)
 
     async def _probe(self, upstream: Upstream) -> dict:
-        key = upstream.probe_url
+        key = upstream
         try:
             report = await self.client.probe(upstream, self.timeout)
             self._reports[key] = (time.monotonic(), report)

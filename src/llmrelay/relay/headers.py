@@ -22,8 +22,14 @@ FORWARDED_HEADERS = {
 TO_PEER = frozenset().union(*FORWARDED_HEADERS.values()) | {b"x-llmrelay-drop-params"}
 PEER_PREFIX = "node "  # the name of a peer node as an upstream: "node <id>"
 
-# Upstream headers the node replaces with its own or that belong to the node-upstream connection.
-_NOT_DOWNSTREAM = HOP_BY_HOP | {b"content-length", b"set-cookie", b"date", b"server", b"x-request-id"}
+# Upstream headers the node replaces with its own or that belong to the node-upstream connection, the
+# operator's account with the provider (its organization and project), and what a browser would apply to the
+# node's own origin (HSTS, alternative services). CORS headers are the node's own (access/browsers.py).
+_NOT_DOWNSTREAM = HOP_BY_HOP | {
+    b"content-length", b"set-cookie", b"date", b"server", b"x-request-id", b"openai-organization",
+    b"openai-project", b"anthropic-organization-id", b"strict-transport-security", b"alt-svc",
+}
+_CORS = b"access-control-"
 
 
 def _listed(connection: bytes) -> frozenset[bytes]:
@@ -100,7 +106,8 @@ def client_response_headers(upstream_raw_headers) -> list[tuple[bytes, bytes]]:
     for key, value in upstream_raw_headers:
         name = key.lower()
         if name not in _NOT_DOWNSTREAM:
-            headers.append((name, value))
+            if not name.startswith(_CORS):
+                headers.append((name, value))
         elif name == b"x-request-id":
             headers.append((b"x-upstream-request-id", value))
         elif name == b"connection":
