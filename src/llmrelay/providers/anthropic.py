@@ -29,16 +29,12 @@ _STOP = {"end_turn": "stop", "stop_sequence": "stop", "pause_turn": "stop", "max
 _PLAIN_PARAMS = ("temperature", "top_p", "top_k")
 
 
-def anthropic_upstream(api_key: str | None, base_url: str, version: str, setting: str = "ANTHROPIC_API_KEY",
-                       headers: dict[str, str] | None = None, connect_timeout: float | None = None,
-                       first_byte_timeout: float | None = None,
-                    idle_timeout: float | None = None, total_timeout: float | None = None) -> Upstream:
+def anthropic_upstream(api_key: str | None, base_url: str, version: str,
+                       setting: str = "ANTHROPIC_API_KEY") -> Upstream:
     return Upstream(
         name="anthropic", base_url=base_url, chat_url=base_url + "/v1/messages", probe_url=base_url + "/v1/models",
         setting=setting, auth_headers=(("x-api-key", api_key),) if api_key else (),
-        default_headers=(("anthropic-version", version), *(headers or {}).items()),
-        connect_timeout=connect_timeout, first_byte_timeout=first_byte_timeout,
-        idle_timeout=idle_timeout, total_timeout=total_timeout)
+        default_headers=(("anthropic-version", version),))
 
 
 def _blocks(message: Message) -> list[dict]:

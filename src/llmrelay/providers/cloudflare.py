@@ -28,15 +28,9 @@ from llmrelay.providers.wire import json_data, sse_events
 _PLAIN_PARAMS = ("temperature", "top_p", "top_k", "seed", "max_tokens", "presence_penalty", "frequency_penalty")
 
 
-def cloudflare_upstream(token: str | None, base_url: str, setting: str = "LLM_CF_TOKEN",
-                        headers: dict[str, str] | None = None, connect_timeout: float | None = None,
-                        first_byte_timeout: float | None = None,
-                    idle_timeout: float | None = None, total_timeout: float | None = None) -> Upstream:
+def cloudflare_upstream(token: str | None, base_url: str, setting: str = "LLM_CF_TOKEN") -> Upstream:
     return Upstream(name="cloudflare", base_url=base_url, chat_url=base_url, probe_url=base_url, setting=setting,
-                    auth_headers=(("Authorization", f"Bearer {token}"),) if token else (),
-                    default_headers=tuple((headers or {}).items()), connect_timeout=connect_timeout,
-                    first_byte_timeout=first_byte_timeout,
-        idle_timeout=idle_timeout, total_timeout=total_timeout)
+                    auth_headers=(("Authorization", f"Bearer {token}"),) if token else ())
 
 
 _PATHS: dict[str, str] = {}  # model name -> its encoded path: one lookup per request after the first

@@ -27,17 +27,13 @@ CHAT_PATH = "/api/chat"
 
 
 
-def ollama_upstream(chat_url: str, setting: str = "LLM_CHAT_URL", headers: dict[str, str] | None = None,
-                    connect_timeout: float | None = None, first_byte_timeout: float | None = None,
-                    idle_timeout: float | None = None, total_timeout: float | None = None) -> Upstream:
+def ollama_upstream(chat_url: str, setting: str = "LLM_CHAT_URL") -> Upstream:
     """`chat_url` is Ollama's /api/chat URL (or any URL the operator gave as LLM_CHAT_URL)."""
     path = urlsplit(chat_url).path
     base = chat_url[: -len(CHAT_PATH)] if path.endswith(CHAT_PATH) else origin(chat_url)
     # /api/version is Ollama's cheapest endpoint; any HTTP answer proves the server is up.
     return Upstream(name="ollama", base_url=base, chat_url=chat_url, probe_url=base + "/api/version",
-                    setting=setting, default_headers=tuple((headers or {}).items()),
-                    connect_timeout=connect_timeout, first_byte_timeout=first_byte_timeout,
-        idle_timeout=idle_timeout, total_timeout=total_timeout)
+                    setting=setting)
 
 
 def encode_chat(chat: Chat, model: str, options: dict) -> tuple[dict, list[str]]:

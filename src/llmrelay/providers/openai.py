@@ -28,16 +28,10 @@ _FINISH = {"stop": "stop", "length": "length", "tool_calls": "tool_calls", "func
            "content_filter": "content_filter"}
 
 
-def openai_upstream(api_key: str | None, base_url: str, setting: str = "OPENAI_API_KEY",
-                    headers: dict[str, str] | None = None, connect_timeout: float | None = None,
-                    first_byte_timeout: float | None = None,
-                    idle_timeout: float | None = None, total_timeout: float | None = None) -> Upstream:
+def openai_upstream(api_key: str | None, base_url: str, setting: str = "OPENAI_API_KEY") -> Upstream:
     return Upstream(
         name="openai", base_url=base_url, chat_url=base_url + "/chat/completions", probe_url=base_url + "/models",
-        setting=setting, auth_headers=(("Authorization", f"Bearer {api_key}"),) if api_key else (),
-        default_headers=tuple((headers or {}).items()), connect_timeout=connect_timeout,
-        first_byte_timeout=first_byte_timeout,
-        idle_timeout=idle_timeout, total_timeout=total_timeout)
+        setting=setting, auth_headers=(("Authorization", f"Bearer {api_key}"),) if api_key else ())
 
 
 def _content(message) -> str | list:

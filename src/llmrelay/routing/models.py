@@ -5,7 +5,7 @@ endpoint: `ollama/NAME`, vendor prefixes when the vendor has a key, else LLM_CHA
 """
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from urllib.parse import urlsplit
 
 from llmrelay.core.errors import BadRequest, NoUpstream
@@ -158,21 +158,18 @@ class ModelCatalog:
         settings = self.settings
         key = os.environ[config.api_key_env] if config.api_key_env else None
         setting = config.api_key_env or f"llmrelay.yaml model {name}"
-        common = dict(setting=setting, headers=config.headers, connect_timeout=config.connect_timeout,
-                      first_byte_timeout=config.first_byte_timeout, idle_timeout=config.idle_timeout,
-                      total_timeout=config.total_timeout)
         if config.provider == "ollama":
             base = config.base_url or (self.ollama.base_url if self.ollama else "http://localhost:11434")
-            upstream = ollama_upstream(base + "/api/chat", **common)
+            upstream = ollama_upstream(base + "/api/chat", setting)
         elif config.provider == "openai":
             if key is None and settings.openai_api_key and not config.base_url:
                 key = settings.openai_api_key.get_secret_value()
-            upstream = openai_upstream(key, config.base_url or settings.openai_base_url, **common)
+            upstream = openai_upstream(key, config.base_url or settings.openai_base_url, setting)
         elif config.provider == "anthropic":
             if key is None and settings.anthropic_api_key and not config.base_url:
                 key = settings.anthropic_api_key.get_secret_value()
             upstream = anthropic_upstream(key, config.base_url or settings.anthropic_base_url,
-                                          settings.anthropic_version, **common)
+                                          settings.anthropic_version, setting)
         elif config.provider == "local":
             path = config.model_path or settings.embedded_model or embedded_model_path()
             if path is None:
@@ -186,7 +183,10 @@ class ModelCatalog:
             base = config.base_url or settings.llm_cf_url
             if base is None:
                 raise NoUpstream(f"model {name}: a cloudflare deployment needs base_url or LLM_CF_URL")
-            upstream = cloudflare_upstream(key, base, **common)
-        upstream = capped(upstream, config.max_connections or settings.max_connections_per_host)
+            upstream = cloudflare_upstream(key, base, setting)
+        upstream = replace(upstream, default_headers=upstream.default_headers + tuple(config.headers.items()),
+                           connect_timeout=config.connect_timeout, first_byte_timeout=config.first_byte_timeout,
+                           idle_timeout=config.idle_timeout, total_timeout=config.total_timeout,
+                           max_connections=config.max_connections or settings.max_connections_per_host)
         return Deployment(config.provider, config.model or name, upstream, dict(config.options), config.weight,
                           config.max_in_flight, True)
