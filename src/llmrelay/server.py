@@ -45,7 +45,7 @@ def is_loopback(host: str) -> bool:
 def server_limits(settings: Settings) -> ServerLimits:
     return ServerLimits(header_timeout=settings.header_timeout, max_header_bytes=settings.max_header_bytes,
                         body_timeout=settings.body_timeout, max_body_bytes=settings.max_body_bytes,
-                        write_timeout=settings.write_timeout)
+                        write_timeout=settings.write_timeout, max_buffered_bytes=settings.max_buffered_bytes)
 
 
 def run(settings: Settings) -> None:

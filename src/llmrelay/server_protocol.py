@@ -10,18 +10,25 @@ write for the head and the body), which cost a large share of a proxied request 
 - a kept-alive connection's requests take turns on one task rather than a new task each;
 - the app is called once a request's whole body is in (the node reads bodies whole anyway), so a client that
   sends headers and no body holds no capacity slot and no task; a body declared larger than `max_body_bytes`
-  (or a chunked one growing past it) goes to the app at once, which refuses it;
+  (or a chunked one growing past it) goes to the app at once, which refuses it; and once the bodies a server's
+  connections hold for requests not yet given to the app pass `max_buffered_bytes` in total, a request goes
+  to the app as it arrives (its key checked, its capacity waited for) and the app reads the body itself;
 - deadlines no client can dodge: headers within `header_timeout` seconds and `max_header_bytes` bytes (431),
-  however they arrive; the body within `body_timeout` seconds of the headers, in total (408); and a client
-  that leaves its answer unread for `write_timeout` seconds is cut off, which cancels its request.
+  however they arrive (not counting time the server is not reading, for a pipelined request); the body within
+  `body_timeout` seconds of the headers, in total (408); and an answer may wait on its client (its writes
+  paused, the buffers full) for `write_timeout` seconds in total, counting every pause but those the client
+  ended by reading at least `min_drain_rate` bytes a second: a client that reads nothing, or a little now and
+  then, is cut off once one answer has waited that long, which cancels its request.
 
 It serves plain HTTP/1.1 with keep-alive, pipelining (answered in order, a malformed request after valid ones
-answered 400 after theirs), `Expect: 100-continue` and flow control both ways. Upgrades (WebSocket, h2c) are
-refused with 501: the node does not speak them. Trailers of chunked bodies are dropped, never merged into the
-request's headers. A client that leaves mid-answer is reported as ASGI's `http.disconnect` and, to an app that
-registered one through the scope's DISCONNECT_EXTENSION, by a callback (no task per request waiting on
-`receive`). Through the scope's DIRECT_SEND_EXTENSION, an app may send its response by plain calls instead of
-ASGI messages.
+answered 400 after theirs; at most MAX_PIPELINED requests wait behind the one being answered, and one more is
+refused with 429 after their answers, closing the connection), `Expect: 100-continue` (a request refused
+without its body, which the client then does not send, closes the connection after its answer) and flow
+control both ways. Upgrades (WebSocket, h2c) are refused with 501: the node does not speak them. Trailers of
+chunked bodies are dropped, never merged into the request's headers. A client that leaves mid-answer is
+reported as ASGI's `http.disconnect` and, to an app that registered one through the scope's
+DISCONNECT_EXTENSION, by a callback (no task per request waiting on `receive`). Through the scope's
+DIRECT_SEND_EXTENSION, an app may send its response by plain calls instead of ASGI messages.
 """
 
 import asyncio
@@ -41,6 +48,7 @@ from llmrelay.sockets import no_delay
 log = logging.getLogger("llmrelay")
 
 HEAD_HOLD_SECONDS = 0.05  # a streamed answer's head waits this long at most for its first chunk
+MAX_PIPELINED = 16  # requests parsed ahead, waiting behind the one being answered; one more is refused
 _BODY_HIGH_WATER = 64 * 1024  # unread bytes of a body given to the app early that pause reading from the client
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 _TERMINATOR = b"0\r\n\r\n"
@@ -68,6 +76,8 @@ def _error_response(status: int, type_: str, message: str) -> bytes:
 _TOO_LARGE = _error_response(431, "request_header_too_large", "the request headers are larger than allowed")
 _MALFORMED = _error_response(400, "bad_request", "the request is not valid HTTP/1.1")
 _FAILED = _error_response(500, "internal_error", "the node failed on this request; see its log for details")
+_PIPELINE_FULL = _error_response(429, "too_many_pipelined_requests", f"more than {MAX_PIPELINED} requests were "
+                                 "sent ahead of their answers; wait for answers before sending more")
 _UPGRADE = _error_response(501, "upgrade_not_supported", "the node does not speak WebSocket, HTTP/2 or other "
                            "upgrades; send plain HTTP/1.1 requests")
 
@@ -82,11 +92,23 @@ class ServerLimits:
     max_header_bytes: int = 64 * 1024
     body_timeout: float = 30.0  # seconds from a request's last header to the last byte of its body, in total
     max_body_bytes: int = 10 * 1024 * 1024  # a larger body goes to the app at once, unread, for it to refuse
-    write_timeout: float = 60.0  # seconds a client may leave its answer unread (writes paused) before it is cut off
+    write_timeout: float = 60.0  # seconds an answer may wait on its client (writes paused), in total, before a cut-off
+    min_drain_rate: int = 16 * 1024  # bytes a second: a pause the client ends reading faster is not counted
+    max_buffered_bytes: int = 64 * 1024 * 1024  # bodies held for requests not yet given to the app, per server
 
     @property
     def sweep_seconds(self) -> float:
         return min(1.0, self.header_timeout / 4, self.body_timeout / 4, self.write_timeout / 4)
+
+
+class _Buffered:
+    """Bytes of request bodies a server's connections hold for requests not yet given to the app."""
+
+    __slots__ = ("held", "limit")
+
+    def __init__(self, limit: int):
+        self.held = 0
+        self.limit = limit
 
 
 class HttpServerProtocol(asyncio.Protocol):
@@ -95,6 +117,8 @@ class HttpServerProtocol(asyncio.Protocol):
 
     # One sweeper per server (uvicorn's server_state), walking the connections uvicorn already keeps.
     _sweepers: "weakref.WeakKeyDictionary[object, asyncio.Task]" = weakref.WeakKeyDictionary()
+    # And one count of the bodies its connections hold before dispatch.
+    _budgets: "weakref.WeakKeyDictionary[object, _Buffered]" = weakref.WeakKeyDictionary()
 
     def __init__(self, config, server_state, app_state=None, _loop=None, limits: ServerLimits = ServerLimits()):
         self.limits = limits
@@ -103,6 +127,7 @@ class HttpServerProtocol(asyncio.Protocol):
         self.body_timeout = limits.body_timeout
         self.max_body_bytes = limits.max_body_bytes
         self.write_timeout = limits.write_timeout
+        self.min_drain_rate = limits.min_drain_rate
         if not config.loaded:
             config.load()
         self.app = config.loaded_app
@@ -126,6 +151,9 @@ class HttpServerProtocol(asyncio.Protocol):
         self.headers_since: float | None = None
         self.idle_since: float | None = None
         self.write_paused_at = 0.0
+        self.write_waited = 0.0  # seconds the answer in progress waited on a slow client before its latest pause
+        self.write_paused_size = 0  # bytes buffered when writes were paused
+        self.buffered: _Buffered | None = None  # the server's, shared by its connections
         self._url = b""
         self._headers: list[tuple[bytes, bytes]] = []
         self._expect_continue = False
@@ -148,6 +176,10 @@ class HttpServerProtocol(asyncio.Protocol):
         if transport.get_extra_info("sslcontext") is not None:
             self.scheme = "https"
         self.headers_since = time.monotonic()  # a connection that never sends a request is cut off too
+        buffered = self._budgets.get(self.server_state)
+        if buffered is None:
+            buffered = self._budgets[self.server_state] = _Buffered(self.limits.max_buffered_bytes)
+        self.buffered = buffered
         sweeper = self._sweepers.get(self.server_state)
         if sweeper is None or sweeper.done():
             self._sweepers[self.server_state] = self.loop.create_task(
@@ -177,6 +209,10 @@ class HttpServerProtocol(asyncio.Protocol):
         for cycle in (self.active, *self.waiting):
             if cycle is not None and cycle.__class__ is Cycle:  # not a queued refusal
                 cycle.disconnect()
+                cycle.release()
+        parsing, self.parsing = self.parsing, None
+        if parsing is not None:
+            parsing.release()
         self.waiting.clear()
         self._resume_writers()
         waiting_for, self.next_cycle = self.next_cycle, None
@@ -190,6 +226,7 @@ class HttpServerProtocol(asyncio.Protocol):
         if self.write_paused is None:
             self.write_paused = self.loop.create_future()
             self.write_paused_at = time.monotonic()
+            self.write_paused_size = self.transport.get_write_buffer_size()
 
     def resume_writing(self) -> None:
         self._resume_writers()
@@ -260,10 +297,17 @@ class HttpServerProtocol(asyncio.Protocol):
         if cycle.dispatched:
             self._body_for_app(cycle, body)
             return
+        size = len(body)
         cycle.body.append(body)
-        cycle.buffered += len(body)
-        if cycle.buffered > self.max_body_bytes:
-            self._dispatch(cycle)  # a chunked body grown too large: the app refuses it
+        cycle.buffered += size
+        cycle.held += size
+        buffered = self.buffered
+        buffered.held += size
+        if cycle.buffered > self.max_body_bytes or buffered.held > buffered.limit:
+            # a chunked body grown too large (the app refuses it), or the server holding all it may
+            self._dispatch(cycle)
+            if self.refusing:
+                raise _Refused
 
     def on_message_complete(self) -> None:
         cycle = self.parsing
@@ -273,9 +317,13 @@ class HttpServerProtocol(asyncio.Protocol):
             cycle.dispatched = True
             if self.active is None:
                 self._start(cycle)
-            else:
+            elif len(self.waiting) < MAX_PIPELINED:
                 self.waiting.append(cycle)
                 self.pause_reading()
+            else:
+                cycle.release()
+                self._refuse(_PIPELINE_FULL)
+                raise _Refused
         elif cycle.done:  # the rest of a body refused early has been read: the connection goes on
             self.idle_since = time.monotonic()
         else:
@@ -297,8 +345,11 @@ class HttpServerProtocol(asyncio.Protocol):
         gets it once its request is the next to be answered; the body's deadline runs from then on."""
         if cycle.body_since is not None:
             return
-        if not cycle.dispatched and _declared_length(cycle.scope["headers"]) > self.max_body_bytes:
-            self._dispatch(cycle)
+        if not cycle.dispatched and (_declared_length(cycle.scope["headers"]) > self.max_body_bytes
+                                     or self.buffered.held > self.buffered.limit):
+            self._dispatch(cycle)  # to be refused unread, or read by the app: the server holds all it may
+            if self.refusing:
+                return
         elif cycle.continue_expected and not cycle.buffered:
             if self.active is not None:
                 return  # the client waits for us: no deadline until answered() comes back here
@@ -324,12 +375,16 @@ class HttpServerProtocol(asyncio.Protocol):
 
     def _dispatch(self, cycle: "Cycle") -> None:
         """`cycle` goes to the app: now, or after the requests before it are answered."""
-        cycle.dispatched = True
         if self.active is None:
+            cycle.dispatched = True
             self._start(cycle)
-        else:
+        elif len(self.waiting) < MAX_PIPELINED:
+            cycle.dispatched = True
             self.waiting.append(cycle)
             self.pause_reading()  # one pipelined request at a time is enough to hold
+        else:
+            cycle.release()
+            self._refuse(_PIPELINE_FULL)
 
     def _start(self, cycle: "Cycle") -> None:
         self.active = cycle
@@ -373,6 +428,11 @@ class HttpServerProtocol(asyncio.Protocol):
         """`cycle`'s response is complete: close, or go on with the next request on this connection."""
         self.server_state.total_requests += 1
         self.active = None
+        if cycle.held:
+            cycle.release()  # a body the app did not read
+        if self.write_waited or self.write_paused is not None:  # the next answer's wait starts from nothing
+            self.write_waited = 0.0
+            self.write_paused_at = time.monotonic()
         if not cycle.keep_alive:
             self.close()
             return
@@ -387,7 +447,8 @@ class HttpServerProtocol(asyncio.Protocol):
         else:
             parsing = self.parsing
             if parsing is None:
-                self.idle_since = time.monotonic()
+                if self.headers_since is None:  # else the next head, read with this request, is under way
+                    self.idle_since = time.monotonic()
             else:  # a body still arriving: the next request's (or the rest of one refused early)
                 self._body_pending(parsing)
             self.resume_reading()
@@ -412,6 +473,8 @@ class HttpServerProtocol(asyncio.Protocol):
             parsing = self.parsing
             if parsing is not None and parsing.body_since is not None:
                 parsing.body_since = time.monotonic()  # the time we did not read is not the client's
+            elif self.headers_since is not None:
+                self.headers_since = time.monotonic()  # a pipelined head's, nor here
 
     def close(self) -> None:
         if not self.closed:
@@ -429,6 +492,9 @@ class HttpServerProtocol(asyncio.Protocol):
             self.close()
         else:
             self.active.keep_alive = False
+            for cycle in self.waiting:
+                if cycle.__class__ is Cycle:
+                    cycle.release()
             self.waiting.clear()
 
     def _refuse(self, response: bytes) -> None:
@@ -438,6 +504,8 @@ class HttpServerProtocol(asyncio.Protocol):
             return
         self.refusing = True
         parsing, self.parsing = self.parsing, None
+        if parsing is not None:
+            parsing.release()
         if parsing is not None and parsing.dispatched:  # the app has this request: its answer is the only one
             self.close()
         elif self.active is None:
@@ -449,8 +517,16 @@ class HttpServerProtocol(asyncio.Protocol):
 
     def _resume_writers(self) -> None:
         paused, self.write_paused = self.write_paused, None
-        if paused is not None and not paused.done():
-            paused.set_result(None)
+        if paused is not None:
+            # Counted, not reset, unless the client read fast enough to end it: one that reads a little now and
+            # then does not restart the clock.
+            if not self.closed:
+                waited = time.monotonic() - self.write_paused_at
+                drained = self.write_paused_size - self.transport.get_write_buffer_size()
+                if drained < waited * self.min_drain_rate:
+                    self.write_waited += waited
+            if not paused.done():
+                paused.set_result(None)
 
     @staticmethod
     async def _sweep(connections: set, interval: float) -> None:
@@ -462,9 +538,13 @@ class HttpServerProtocol(asyncio.Protocol):
                 connection._check_deadlines(now)
 
     def _check_deadlines(self, now: float) -> None:
-        if self.write_paused is not None and now - self.write_paused_at > self.write_timeout:
+        waited = self.write_waited
+        if self.write_paused is not None:
+            waited += now - self.write_paused_at
+        if waited > self.write_timeout:  # this answer has waited on its client that long, in total
             self.abort()  # its request's handler is cancelled through connection_lost
-        elif self.headers_since is not None and now - self.headers_since > self.header_timeout:
+        elif (self.headers_since is not None and not self.reading_paused
+              and now - self.headers_since > self.header_timeout):  # paused: a pipelined head waits for us
             self.close()
         elif self.idle_since is not None and now - self.idle_since > self.keep_alive_timeout:
             self.close()
@@ -481,7 +561,7 @@ class Cycle:
 
     __slots__ = ("connection", "scope", "keep_alive", "body", "buffered", "more_body", "delivered", "waiter",
                  "continue_expected", "head", "hold", "chunked", "started", "done", "disconnected", "on_disconnect",
-                 "dispatched", "body_since")
+                 "dispatched", "body_since", "held")
 
     def __init__(self, connection: HttpServerProtocol, scope: dict, keep_alive: bool, continue_expected: bool):
         self.connection = connection
@@ -502,6 +582,13 @@ class Cycle:
         self.on_disconnect = None  # the app's callback for a client that leaves before the answer is complete
         self.dispatched = False  # handed to the app (or waiting its turn for it)
         self.body_since: float | None = None  # the first read that ended within the body
+        self.held = 0  # bytes of the body counted in the server's `max_buffered_bytes`, until the app takes them
+
+    def release(self) -> None:
+        """The body's bytes are no longer held for the app (it took them, or they were dropped)."""
+        if self.held:
+            self.connection.buffered.held -= self.held
+            self.held = 0
 
     def failed(self, exc: BaseException) -> None:
         """The app raised `exc`: a 500 if nothing was sent yet, and the connection closes."""
@@ -561,6 +648,8 @@ class Cycle:
         body = self.body[0] if len(self.body) == 1 else b"".join(self.body)
         self.body = []
         self.buffered = 0
+        if self.held:
+            self.release()
         self.delivered = not self.more_body
         return {"type": "http.request", "body": body, "more_body": self.more_body}
 
@@ -586,6 +675,8 @@ class Cycle:
         body = self.body[0] if len(self.body) == 1 else b"".join(self.body)
         self.body = []
         self.buffered = 0
+        if self.held:
+            self.release()
         self.delivered = True
         self.continue_expected = False  # the client sent its body without waiting for 100 Continue
         return body
@@ -632,7 +723,10 @@ class Cycle:
         return True
 
     def _start(self, status: int, headers) -> None:
-        self.continue_expected = False
+        if self.continue_expected:
+            self.continue_expected = False
+            if self.more_body:  # answered before its body, which the client (never told to go on) may not send:
+                self.keep_alive = False  # what it sends next cannot be told from that body
         lines = []
         framed = False
         for name, value in headers:

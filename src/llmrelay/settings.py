@@ -142,6 +142,10 @@ class Settings(BaseSettings):
     write_timeout: float = Field(60.0, gt=0, validation_alias=_env("LLMRELAY_WRITE_TIMEOUT", "write_timeout"))
     max_header_bytes: int = Field(64 * 1024, gt=0, validation_alias=_env("LLMRELAY_MAX_HEADER_BYTES",
                                                                          "max_header_bytes"))
+    # Request bodies all of a worker's connections may hold before their requests reach the app (and its key
+    # checks and capacity); past it a request goes to the app as it arrives, which reads its body itself.
+    max_buffered_bytes: int = Field(64 * 1024 * 1024, gt=0, validation_alias=_env("LLMRELAY_MAX_BUFFERED_BYTES",
+                                                                                  "max_buffered_bytes"))
     # Connections open to one upstream host at once; requests beyond wait in line (until the first-byte timeout).
     max_connections_per_host: int = Field(1024, gt=0, validation_alias=_env("LLMRELAY_MAX_CONNECTIONS_PER_HOST",
                                                                             "max_connections_per_host"))

@@ -7,6 +7,7 @@ import re
 import socket
 import time
 
+import httpx
 import pytest
 
 LIMIT = 1000  # LLMRELAY_MAX_BODY_BYTES of the node here
@@ -101,3 +102,58 @@ def test_a_pipelined_request_waiting_for_100_continue_is_not_timed_out_before_it
         status, answer = read_answer(sock)
     assert status.startswith(b"HTTP/1.1 200 "), status
     assert json.loads(answer)["done"] is True
+
+
+def test_a_body_refused_before_100_continue_closes_the_connection_rather_than_take_the_next_request_as_it(node):
+    with connect(node) as sock:
+        sock.sendall(head(node, f"Content-Length: {LIMIT * 10}\r\nExpect: 100-continue\r\n"))
+        status, _ = read_answer(sock)
+        assert status.startswith(b"HTTP/1.1 413 "), status
+        assert b"connection: close" in status.lower()  # the client, never told to go on, sends no body
+        sock.sendall(f"GET /health HTTP/1.1\r\nHost: 127.0.0.1:{node.port}\r\n\r\n".encode())
+        try:
+            rest = sock.recv(65536)
+        except ConnectionResetError:
+            rest = b""
+    assert rest == b"", rest  # closed: the next request was neither answered nor read as that body
+
+
+MASTER_KEY = "master-key-for-buffer-budget-0123"
+BUDGET = 100_000  # LLMRELAY_MAX_BUFFERED_BYTES of the node below
+
+
+def nothing_answered(sock: socket.socket, wait: float) -> bool:
+    sock.settimeout(wait)
+    try:
+        sock.recv(65536)  # an answer, or the end
+    except TimeoutError:
+        return True
+    finally:
+        sock.settimeout(5)
+    return False
+
+
+def test_unauthenticated_partial_bodies_past_the_buffer_budget_go_to_the_app_instead_of_filling_memory(start_node,
+                                                                                                        ollama):
+    node = start_node({"LLM_CHAT_URL": ollama.url, "LLMRELAY_EMBEDDED": "false", "LLMRELAY_MASTER_KEY": MASTER_KEY,
+                       "LLMRELAY_MAX_BUFFERED_BYTES": str(BUDGET)})
+    partial = head(node, "Content-Length: 1000000\r\n") + b"x" * 60_000  # of a body 1 MB long, never ended
+    first = connect(node)
+    first.sendall(partial)
+    assert nothing_answered(first, 0.5)  # within the budget: its body is awaited, no key checked yet
+    later = []
+    for _ in range(3):  # the budget is spent: each of these goes to the app at once, which wants a key
+        sock = connect(node)
+        sock.sendall(partial)
+        status, body = read_answer(sock)
+        assert status.startswith(b"HTTP/1.1 401 "), status
+        later.append(sock)
+    response = httpx.get(node.url + "/admin/stats", headers={"Authorization": f"Bearer {MASTER_KEY}"}, timeout=5)
+    assert response.status_code == 200, response.text
+    for sock in (first, *later):
+        sock.close()
+    time.sleep(0.3)  # the bodies they held are no longer counted: a new one is awaited again
+    with connect(node) as sock:
+        sock.sendall(partial)
+        assert nothing_answered(sock, 0.5)
+    assert not ollama.requests

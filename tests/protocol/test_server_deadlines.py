@@ -126,3 +126,51 @@ def test_a_client_that_never_reads_its_answer_is_cut_off_and_its_request_release
         closed = True
     sock.close()
     assert closed
+
+
+def test_a_pipelined_head_is_not_timed_out_while_the_node_is_not_reading_it(start_node, ollama):
+    node = start_node({"LLM_CHAT_URL": ollama.url, "LLMRELAY_EMBEDDED": "false", "LLMRELAY_HEADER_TIMEOUT": "1"})
+    held = json.dumps({"model": "hold-last", "messages": USER}).encode()
+    health = f"GET /health HTTP/1.1\r\nHost: 127.0.0.1:{node.port}\r\n".encode()
+    sock = socket.create_connection(("127.0.0.1", node.port), timeout=10)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    # A long answer, a request queued behind it (the node stops reading), and the start of a third head.
+    sock.sendall(head(node, "/api/chat", len(held)) + held + health + b"\r\n" + health)
+    time.sleep(2.5)  # past the header deadline, all of it spent on the first answer
+    ollama.release.set()
+    data = b""
+    while data.count(b'"status":"ok"') < 1:  # the held stream ends, then the queued request is answered
+        piece = sock.recv(65536)
+        assert piece, data
+        data += piece
+    assert b"0\r\n\r\nHTTP/1.1 200 " in data, data
+    sock.sendall(b"Connection: close\r\n\r\n")  # the third head's end
+    while piece := sock.recv(65536):
+        data += piece
+    sock.close()
+    assert data.count(b'"status":"ok"') == 2, data
+
+
+def test_a_long_answer_to_a_head_read_with_the_previous_request_is_not_cut_off_as_idle(start_node, ollama):
+    node = start_node({"LLM_CHAT_URL": ollama.url, "LLMRELAY_EMBEDDED": "false"})  # keep-alive: uvicorn's 5 s
+    body = json.dumps({"model": "slow", "messages": USER, "stream": False}).encode()
+    second = head(node, "/api/chat", len(body))
+    ollama.slow_seconds = 7  # past the keep-alive deadline, counted from the first answer
+    try:
+        sock = socket.create_connection(("127.0.0.1", node.port), timeout=15)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        sock.sendall(f"GET /health HTTP/1.1\r\nHost: 127.0.0.1:{node.port}\r\n\r\n".encode() + second[:20])
+        data = b""
+        while b'"status":"ok"' not in data:  # the first answer, the second head begun: not idle
+            piece = sock.recv(65536)
+            assert piece, data
+            data += piece
+        sock.sendall(second[20:] + body)
+        while b'"done":' not in data.rpartition(b"HTTP/1.1 ")[2]:
+            piece = sock.recv(65536)
+            assert piece, f"closed before the second answer: {data!r}"
+            data += piece
+        sock.close()
+    finally:
+        ollama.slow_seconds = 2.0
+    assert data.rpartition(b"HTTP/1.1 ")[2].startswith(b"200 "), data

@@ -116,3 +116,18 @@ def test_an_upgrade_is_refused_rather_than_answered_as_plain_http(node, upgrade)
     assert statuses(answer) == [b"501"]
     error = json.loads(answer.partition(b"\r\n\r\n")[2])["error"]
     assert "does not speak" in error["message"]
+
+
+def test_endless_pipelined_requests_are_refused_past_the_cap_not_queued_without_bound(node):
+    request = f"GET /health HTTP/1.1\r\nHost: 127.0.0.1:{node.port}\r\n\r\n".encode()
+    burst = request * (60_000 // len(request))  # well over a thousand requests, in one read of the node's
+    with connect(node) as sock:
+        sock.sendall(burst)
+        answer = read_to_close(sock)  # the node answers what it queued, refuses the next and closes
+    got = statuses(answer)
+    assert got == [b"200"] * (1 + 16) + [b"429"], got  # the one answered, the 16 waiting (MAX_PIPELINED), refused
+    error = json.loads(answer.rpartition(b"\r\n\r\n")[2])["error"]
+    assert error["type"] == "too_many_pipelined_requests"
+    with connect(node) as sock:  # and it goes on serving
+        sock.sendall(request.replace(b"\r\n\r\n", b"\r\nConnection: close\r\n\r\n"))
+        assert statuses(read_to_close(sock)) == [b"200"]
