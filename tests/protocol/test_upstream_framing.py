@@ -3,16 +3,21 @@ their length. Against scripted loopback upstreams; every test checks what the ne
 
 import asyncio
 
+import httpx
 import pytest
 
+from llmrelay.core.errors import UpstreamUnavailable
 from llmrelay.providers.http1 import (
     Client,
     ConnectionLost,
     FirstByteTimeout,
     IdleTimeout,
 )
+from llmrelay.providers.http_client import UpstreamClient
+from llmrelay.providers.upstream import Upstream
 from tests.protocol.upstreams import (
     ScriptedUpstream,
+    ThreadedUpstream,
     answering,
     first_connection_then,
     read_request,
@@ -319,3 +324,217 @@ def test_upstream_first_byte_timeout_closes_the_connection():
             client.close()
 
     run(scenario())
+
+
+def endless(first: bytes, line: bytes, then: bytes = b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nmine"):
+    """A handler whose first connection answers with `first`, then `line` over and over until the client hangs
+    up; later connections answer with `then`."""
+    async def handler(reader, writer, number):
+        while (await read_request(reader)) is not None:
+            if number > 1:
+                writer.write(then)
+                await writer.drain()
+                continue
+            writer.write(first)
+            while True:
+                writer.write(line)
+                await writer.drain()
+    return handler
+
+
+@pytest.mark.parametrize("line", [b"X-Filler: " + b"a" * 1000 + b"\r\n", b"a" * 1000, b"HTTP/1.1 100 Continue\r\n\r\n"],
+                         ids=["endless-lines", "one-endless-line", "endless-interim-answers"])
+def test_upstream_headers_without_a_size_limit_fail_the_request_and_close_the_connection(line):
+    first = b"HTTP/1.1 200 OK\r\n" + (b"X-Filler: " if line == b"a" * 1000 else b"")
+    if line.startswith(b"HTTP/"):
+        first = b""
+
+    async def scenario():
+        async with ScriptedUpstream(endless(first, line)) as upstream:
+            client = Client()
+            with pytest.raises(ConnectionLost, match="the upstream's headers are larger than 64 KiB"):
+                await client.request("GET", upstream.url(), {}, None, 2, 5)  # well before the first-byte timeout
+            assert await get(client, upstream.url()) == (200, b"mine")
+            assert upstream.connections == 2
+            await asyncio.sleep(0.1)
+            assert upstream.open == 1  # the first connection was closed
+            client.close()
+
+    run(scenario())
+
+
+def test_upstream_headers_without_a_size_limit_in_the_same_packet_as_the_body():
+    big = b"HTTP/1.1 200 OK\r\n" + b"X-Filler: %s\r\n" % (b"a" * 1000) * 70 + b"Content-Length: 2\r\n\r\nok"
+    within = b"HTTP/1.1 200 OK\r\n" + b"X-Filler: %s\r\n" % (b"a" * 1000) * 60 + b"Content-Length: 4\r\n\r\nmine"
+
+    async def scenario():
+        async with ScriptedUpstream(first_connection_then(big, within)) as upstream:
+            client = Client()
+            with pytest.raises(ConnectionLost, match="the upstream's headers are larger than 64 KiB"):
+                await client.request("GET", upstream.url(), {}, None, 2, 2)
+            response = await client.request("GET", upstream.url(), {}, None, 2, 2)  # 60 KB of headers: fine
+            assert (len(response.raw_headers), await response.read()) == (61, b"mine")
+            client.close()
+
+    run(scenario())
+
+
+def test_upstream_headers_without_a_count_limit_fail_the_request():
+    many = b"HTTP/1.1 200 OK\r\n" + b"A: b\r\n" * 300 + b"Content-Length: 2\r\n\r\nok"
+    enough = b"HTTP/1.1 200 OK\r\n" + b"A: b\r\n" * 250 + b"Content-Length: 4\r\n\r\nmine"
+
+    async def scenario():
+        async with ScriptedUpstream(first_connection_then(many, enough)) as upstream:
+            client = Client()
+            with pytest.raises(ConnectionLost, match="the upstream sent more than 256 headers"):
+                await client.request("GET", upstream.url(), {}, None, 2, 2)
+            assert await get(client, upstream.url()) == (200, b"mine")
+            client.close()
+
+    run(scenario())
+
+
+def test_upstream_trailers_are_not_added_to_the_headers():
+    chunked = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\nX-Trailer: 1\r\nX-Other: 2\r\n\r\n"
+
+    async def scenario():
+        async with ScriptedUpstream(answering(chunked)) as upstream:
+            client = Client()
+            for _ in range(2):
+                response = await client.request("GET", upstream.url(), {}, None, 2, 2)
+                assert await response.read() == b"ok"
+                assert response.raw_headers == [(b"Transfer-Encoding", b"chunked")]
+            assert upstream.connections == 1
+            client.close()
+
+    run(scenario())
+
+
+@pytest.mark.parametrize("line", [b"X-Trailer: " + b"a" * 1000 + b"\r\n", b"a" * 1000, b"A: b\r\n"],
+                         ids=["endless-lines", "one-endless-line", "endless-small-lines"])
+def test_upstream_trailers_without_a_size_limit_fail_the_answer(line):
+    first = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n4\r\nhalf\r\n0\r\n"
+    if line == b"a" * 1000:
+        first += b"X-Trailer: "
+
+    async def scenario():
+        async with ScriptedUpstream(endless(first, line)) as upstream:
+            client = Client()
+            response = await client.request("GET", upstream.url(), {}, None, 2, 2, idle_timeout=5)
+            assert response.raw_headers == [(b"Transfer-Encoding", b"chunked")]
+            with pytest.raises(ConnectionLost, match="the upstream sent more than 256 trailers|the upstream's "
+                                                     "trailers .*are larger than 64 KiB"):
+                await asyncio.wait_for(response.read(), 4)  # well before the idle timeout
+            assert await get(client, upstream.url()) == (200, b"mine")
+            assert upstream.connections == 2
+            client.close()
+
+    run(scenario())
+
+
+@pytest.mark.parametrize("answer", [
+    b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n\x81\x05hello",
+    b"HTTP/1.1 101 Switching Protocols\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nstolen",
+], ids=["with-upgrade", "bare"])
+def test_upstream_101_switching_protocols_is_relayed_as_a_final_answer(answer):
+    errors = []
+
+    async def handler(reader, writer, number):
+        while (await read_request(reader)) is not None:
+            writer.write(answer if number == 1 else b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nmine")
+            await writer.drain()
+
+    async def scenario():
+        asyncio.get_running_loop().set_exception_handler(lambda loop, context: errors.append(context))
+        async with ScriptedUpstream(handler) as upstream:
+            client = Client()
+            with pytest.raises(ConnectionLost, match="the upstream switched protocols"):
+                await client.request("GET", upstream.url(), {}, None, 2, 2)
+            assert await get(client, upstream.url()) == (200, b"mine")
+            assert upstream.connections == 2
+            client.close()
+
+    run(scenario())
+    assert errors == []  # no "Fatal error on transport" from an exception escaping data_received
+
+
+def test_upstream_101_switching_protocols_is_relayed_by_the_node_as_a_final_answer(start_node):
+    body = (b'{"id":"c1","object":"chat.completion","created":1,"model":"gpt-4o-mini","choices":[{"index":0,'
+            b'"message":{"role":"assistant","content":"mine"},"finish_reason":"stop"}]}')
+    answers = [b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n",
+               b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)]
+
+    async def handler(reader, writer, number):
+        while (await read_request(reader)) is not None:
+            writer.write(answers.pop(0) if len(answers) > 1 else answers[0])
+            await writer.drain()
+
+    upstream = ThreadedUpstream(handler)
+    request = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}
+    try:
+        node = start_node({"OPENAI_API_KEY": "sk-test", "OPENAI_BASE_URL": upstream.url("/v1"),
+                           "LLMRELAY_RETRIES": "0"})
+        with httpx.Client(base_url=node.url, timeout=10) as client:  # one kept-alive connection to the node
+            answer = client.post("/v1/chat/completions", json=request)
+            assert answer.status_code == 502, answer.text
+            assert "the upstream switched protocols" in answer.json()["error"]["message"]
+            answer = client.post("/v1/chat/completions", json=request)
+            assert answer.status_code == 200, answer.text
+            assert answer.json()["choices"][0]["message"]["content"] == "mine"
+        assert "Fatal error" not in node.logs()
+    finally:
+        upstream.stop()
+
+
+@pytest.mark.parametrize("interim", [
+    b"HTTP/1.1 150 X\r\nContent-Length: 5\r\n\r\nhello",
+    b"HTTP/1.1 199 X\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+    b"HTTP/1.1 103 Early Hints\r\nContent-Length: 5\r\n\r\nhello",
+], ids=["150-length", "199-chunked", "103-length"])
+def test_upstream_interim_answer_body_is_merged_into_the_final_body(interim):
+    answer = interim + b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+
+    async def scenario():
+        async with ScriptedUpstream(first_connection_then(answer, b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nmine")
+                                    ) as upstream:
+            client = Client()
+            with pytest.raises(ConnectionLost, match="interim answer .* has a body"):
+                response = await client.request("GET", upstream.url(), {}, None, 2, 2)
+                await response.read()  # without the fix: b"hellook"
+            assert await get(client, upstream.url()) == (200, b"mine")
+            assert upstream.connections == 2
+            client.close()
+
+    run(scenario())
+
+
+def test_upstream_interim_answer_saying_its_length_is_0_is_skipped():
+    answer = b"HTTP/1.1 103 Early Hints\r\nContent-Length: 0\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+
+    async def scenario():
+        async with ScriptedUpstream(answering(answer)) as upstream:
+            client = Client()
+            assert await get(client, upstream.url()) == (200, b"ok")
+            assert await get(client, upstream.url()) == (200, b"ok")
+            assert upstream.connections == 1
+            client.close()
+
+    run(scenario())
+
+
+def test_upstream_headers_without_a_size_limit_reach_the_client_as_a_clear_502():
+    async def scenario():
+        async with ScriptedUpstream(endless(b"HTTP/1.1 200 OK\r\n", b"X-Filler: " + b"a" * 1000 + b"\r\n")) as upstream:
+            url = upstream.url("/v1/chat/completions")
+            client = UpstreamClient(2, 5)
+            with pytest.raises(UpstreamUnavailable) as caught:
+                await client.post(Upstream(name="openai", base_url=url, chat_url=url, probe_url=url,
+                                           setting="OPENAI_BASE_URL"), b"{}", {})
+            await client.close()
+            return caught.value
+
+    error = run(scenario())
+    assert error.status == 502
+    assert str(error).startswith("the openai upstream at http://127.0.0.1:"), str(error)
+    assert str(error).endswith("/v1/chat/completions answered in a way the node will not relay (the upstream's "
+                               "headers are larger than 64 KiB)"), str(error)

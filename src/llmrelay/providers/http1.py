@@ -9,6 +9,10 @@ and one retry when a pooled connection turns out to have been closed by the upst
 A connection is reused only when its answer was read to the end as framed by Content-Length or chunked
 encoding on an HTTP/1.1 keep-alive connection. Anything else (a timeout, a cancel, a framing error, bytes
 nobody asked for) closes it: one client's bytes must never reach another's request.
+
+An upstream is not trusted to be sane: headers and trailers are bounded (MAX_HEADER_BYTES, MAX_HEADERS),
+trailers are read and dropped, and a protocol switch (101) or an interim answer (1xx) that declares a body
+fails the request (MalformedAnswer) and closes the connection.
 """
 
 import asyncio
@@ -25,6 +29,10 @@ from llmrelay.sockets import no_delay
 MAX_CONNECTIONS_PER_HOST = 1024  # LLMRELAY_MAX_CONNECTIONS_PER_HOST's default
 IDLE_SECONDS = 30.0  # pooled connections idle longer are closed rather than reused
 _PAUSE_AT = 1024 * 1024  # buffered, unread body bytes that pause reading from the upstream
+# An answer's head (its interim answers' heads included) and, apart, its trailers: names and values, and lines.
+# llhttp sets no limit; a hostile upstream could otherwise send header lines until the first-byte timeout.
+MAX_HEADER_BYTES = 64 * 1024
+MAX_HEADERS = 256
 USER_AGENT_LINE = b"user-agent: llmrelay"
 SET_HERE = frozenset({b"host", b"content-length", b"transfer-encoding", b"connection"})  # never from callers
 _SET_HERE_OR_AGENT = SET_HERE | {b"user-agent"}  # one lookup per header; user-agent only noted
@@ -48,6 +56,14 @@ class TotalTimeout(TimeoutError):
 
 class ConnectionLost(ConnectionError):
     """The upstream closed the connection before its answer was complete."""
+
+
+class MalformedAnswer(ConnectionLost):
+    """The upstream's answer breaks HTTP or the client's limits (a malformed head, headers past
+    MAX_HEADER_BYTES, a protocol switch): the request fails and the connection is closed."""
+
+
+_SWITCHED = "the upstream switched protocols (101 Switching Protocols), which the node never asks for"
 
 
 class StaleConnection(ConnectionError):
@@ -220,6 +236,10 @@ class Connection(asyncio.Protocol):
         self.keep_alive = False  # HTTP/1.1 keep-alive with length or chunked framing, known at the final head
         self.expecting = False  # a final answer is due; bytes at any other time are the upstream's error
         self.interim = False  # parsing a 1xx interim answer, skipped
+        self.trailing = False  # the final head has been read: header lines now are trailers
+        self.header_room = MAX_HEADER_BYTES  # left for the names and values of the head (or the trailers)
+        self.header_lines = MAX_HEADERS  # header lines left for the head (or the trailers)
+        self.since_body = 0  # bytes received since the last body byte: heads, trailers, chunk framing
         self.head_request = False  # the answer has a head only, whatever its headers say
         self.said_connection = False  # the answer has a Connection header
         self.counted = False  # holds one of the pool's connection slots (from connected until closed)
@@ -232,9 +252,12 @@ class Connection(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self.received = True
+        # on_header counts whole lines; this also bounds a line that never ends, which httptools would
+        # accumulate out of sight, across reads without a body byte.
+        self.since_body += len(data)
         try:
             self.parser.feed_data(data)
-        except httptools.HttpParserError as exc:
+        except (httptools.HttpParserError, httptools.HttpParserUpgrade) as exc:
             cause = exc.__context__
             if isinstance(cause, _HeadAnswered):
                 # The parser would wait for a body: start a fresh one. Bytes after the head are the upstream's
@@ -245,9 +268,15 @@ class Connection(asyncio.Protocol):
                 return
             if isinstance(cause, ConnectionLost):
                 error = cause
+            elif isinstance(exc, httptools.HttpParserUpgrade):  # on_headers_complete refuses a 101 before this
+                error = MalformedAnswer(_SWITCHED)
             else:
-                error = ConnectionLost(f"the upstream sent a malformed HTTP response ({exc})")
+                error = MalformedAnswer(f"the upstream sent a malformed HTTP response ({exc})")
             self._fail(error, even_if_complete=True)
+            self.close()
+            return
+        if self.since_body > MAX_HEADER_BYTES:
+            self._fail(self._oversized(), even_if_complete=True)
             self.close()
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -268,9 +297,15 @@ class Connection(asyncio.Protocol):
                                  "nobody asked for)")
 
     def on_header(self, name: bytes, value: bytes) -> None:
+        size = len(name)
+        self.header_room -= size + len(value)
+        self.header_lines -= 1
+        if self.header_room < 0 or self.header_lines < 0:
+            raise self._oversized()
+        if self.trailing:
+            return  # trailers: the head has gone to the client already; counted, then dropped
         response = self.response
         response.raw_headers.append((name, value))
-        size = len(name)
         if size == 14 and name.lower() == b"content-length" and value.isdigit():
             response.content_length = int(value)
         elif size == 10 and name.lower() == b"connection":
@@ -280,17 +315,28 @@ class Connection(asyncio.Protocol):
         response = self.response
         parser = self.parser
         status = parser.get_status_code()
-        if status < 200 and status != 101:
+        if status < 200:
+            if status == 101:  # what follows is another protocol: never to be relayed, nor the connection reused
+                raise MalformedAnswer(_SWITCHED)
             # 100 Continue, 103 Early Hints: not the answer. Their message ends next; the final head follows.
+            # HTTP gives them no body, but llhttp reads one for a 1xx other than 100, 102 and 103 by its
+            # Content-Length or Transfer-Encoding: an interim answer declaring one is refused, never merged
+            # into the final answer's body nor taken as the start of the next answer.
+            if _declares_body(response.raw_headers):
+                raise MalformedAnswer(f"the upstream's interim answer ({status}) has a body, which HTTP does not "
+                                      "allow")
             self.interim = True
             self.said_connection = False
             response.raw_headers = []
             response.content_length = None
             return
         response.status = status
+        self.trailing = True
+        self.header_room = MAX_HEADER_BYTES
+        self.header_lines = MAX_HEADERS
         # should_keep_alive is false for a body that ends with the connection. HTTP/1.0 keep-alive is not trusted;
         # only a Connection header makes 1.0 keep-alive, so the version (~1 µs to ask) is checked only then.
-        self.keep_alive = status != 101 and parser.should_keep_alive() and (
+        self.keep_alive = parser.should_keep_alive() and (
             not self.said_connection or parser.get_http_version() == "1.1")
         if not self.headers_ready.done():
             self.headers_ready.set_result(response)
@@ -300,6 +346,7 @@ class Connection(asyncio.Protocol):
             raise _HeadAnswered()
 
     def on_body(self, body: bytes) -> None:
+        self.since_body = 0
         self.response._feed(body)
 
     def on_message_complete(self) -> None:
@@ -314,6 +361,10 @@ class Connection(asyncio.Protocol):
     def send(self, head: bytes, body: bytes | None, head_request: bool = False) -> asyncio.Future:
         self.received = False
         self.said_connection = False
+        self.trailing = False
+        self.header_room = MAX_HEADER_BYTES
+        self.header_lines = MAX_HEADERS
+        self.since_body = 0
         self.expecting = True
         self.head_request = head_request
         self.response = Response(self)
@@ -358,10 +409,21 @@ class Connection(asyncio.Protocol):
             self.headers_ready.set_exception(FirstByteTimeout())
         self.close()
 
+    def _oversized(self) -> MalformedAnswer:
+        part = "trailers" if self.trailing else "headers"
+        if self.header_lines < 0:
+            return MalformedAnswer(f"the upstream sent more than {MAX_HEADERS} {part}")
+        if self.trailing and self.header_room >= 0:  # counted in data_received: a line that never ended
+            part = "trailers (or chunk framing)"
+        return MalformedAnswer(f"the upstream's {part} are larger than {MAX_HEADER_BYTES // 1024} KiB")
+
     def _fail(self, error: BaseException, even_if_complete: bool = False) -> None:
         if self.headers_ready is not None and not self.headers_ready.done():
-            stale = self.reused and not self.received
-            self.headers_ready.set_exception(StaleConnection(str(error)) if stale else ConnectionLost(str(error)))
+            if self.reused and not self.received:
+                error_before_head = StaleConnection(str(error))
+            else:  # a MalformedAnswer stays one: the node's message says what was wrong
+                error_before_head = error if isinstance(error, ConnectionLost) else ConnectionLost(str(error))
+            self.headers_ready.set_exception(error_before_head)
         if self.response is not None:
             if even_if_complete:
                 self.response._break(error)
@@ -600,6 +662,15 @@ class Client:
             pool.close()
         self.pools.clear()
         self.targets.clear()
+
+
+def _declares_body(headers: list[tuple[bytes, bytes]]) -> bool:
+    """Whether an answer's head gives it a body: a Transfer-Encoding, or a Content-Length other than 0."""
+    for name, value in headers:
+        lowered = name.lower()
+        if lowered == b"transfer-encoding" or (lowered == b"content-length" and value.strip() != b"0"):
+            return True
+    return False
 
 
 def _request_head(method: bytes, target: bytes, host_line: bytes, headers: dict | list[bytes],

@@ -16,6 +16,7 @@ from llmrelay.providers.http1 import (
     Client,
     ConnectionLost,
     ConnectTimeout,
+    MalformedAnswer,
     PoolTimeout,
     Response,
 )
@@ -77,6 +78,8 @@ class UpstreamClient:
         except ProxyError as exc:
             raise UpstreamUnavailable(f"cannot reach {_where(upstream)}: {exc}; check HTTPS_PROXY, HTTP_PROXY and "
                                       "NO_PROXY") from None
+        except MalformedAnswer as exc:
+            raise UpstreamUnavailable(f"{_where(upstream)} answered in a way the node will not relay ({exc})") from None
         except ConnectionLost:
             raise UpstreamUnavailable(f"{_where(upstream)} closed the connection without answering; check that it is "
                                       "healthy") from None

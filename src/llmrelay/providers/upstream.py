@@ -23,8 +23,8 @@ class Upstream:
 
     @property
     def display_url(self) -> str:
-        """The chat URL without any user:password part, safe for logs and errors."""
-        return without_userinfo(self.chat_url)
+        """The chat URL without user:password, query or fragment (where keys go), safe for logs and errors."""
+        return for_display(self.chat_url)
 
     def headers(self) -> dict[str, str]:
         """Headers for a request the node makes itself (not relaying a client's)."""
@@ -35,16 +35,18 @@ class Upstream:
         return headers
 
 
-def without_userinfo(url: str) -> str:
+def for_display(url: str) -> str:
+    """`url` without user:password, query and fragment: an API key may be in any of them. A URL without a
+    host (local:/path/to/model.gguf) is a file's path, shown whole."""
     parts = urlsplit(url)
-    if parts.username is None and parts.password is None:
+    if not parts.netloc or ("@" not in parts.netloc and "?" not in url and "#" not in url):
         return url
     host = parts.hostname or ""
     if ":" in host:
         host = f"[{host}]"
     if parts.port is not None:
         host = f"{host}:{parts.port}"
-    return urlunsplit((parts.scheme, host, parts.path, parts.query, parts.fragment))
+    return urlunsplit((parts.scheme, host, parts.path, "", ""))
 
 
 def origin(url: str) -> str:
