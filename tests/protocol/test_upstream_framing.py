@@ -174,6 +174,24 @@ def test_upstream_content_length_shorter_than_sent_then_close_is_an_error():
     run(scenario())
 
 
+def test_upstream_content_length_with_spaces_cut_short_is_an_error_not_a_complete_answer():
+    async def handler(reader, writer, number):
+        await read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 10  \r\n\r\nshort")
+        await writer.drain()  # and the connection closes
+
+    async def scenario():
+        async with ScriptedUpstream(handler) as upstream:
+            client = Client()
+            response = await client.request("GET", upstream.url(), {}, None, 2, 2)
+            assert response.content_length == 10
+            with pytest.raises(ConnectionLost):
+                await response.read()
+            client.close()
+
+    run(scenario())
+
+
 def test_upstream_bytes_past_content_length_fail_the_request_and_close_the_connection():
     lying = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nokHTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nstolen"
     honest = b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nmine"

@@ -306,8 +306,10 @@ class Connection(asyncio.Protocol):
             return  # trailers: the head has gone to the client already; counted, then dropped
         response = self.response
         response.raw_headers.append((name, value))
-        if size == 14 and name.lower() == b"content-length" and value.isdigit():
-            response.content_length = int(value)
+        if size == 14 and name.lower() == b"content-length":
+            value = value.strip()  # llhttp allows whitespace around the digits
+            if value.isdigit():
+                response.content_length = int(value)
         elif size == 10 and name.lower() == b"connection":
             self.said_connection = True
 
