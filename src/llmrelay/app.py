@@ -244,7 +244,7 @@ class RelayApp:
         """The handler's coroutine for this request, once the checks that wait for nothing have passed (they
         raise the request's error)."""
         path = ex.path
-        methods = self.endpoints.methods_at(path)
+        methods = self.endpoints.exact.get(path) or self.endpoints.methods_at(path)
         endpoint = methods.get(ex.method) if methods is not None else None
         shaped = endpoint or (next(iter(methods.values())) if methods else None)
         if shaped is not None and shaped.api is not None:

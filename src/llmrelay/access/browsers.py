@@ -38,15 +38,14 @@ class BrowserGuard:
 
     def check(self, ex) -> list[tuple[bytes, bytes]] | None:
         """Raise Forbidden for a request a page may not make; the CORS headers its answer needs, if any."""
-        host = origin = None
-        for name, value in ex.scope["headers"]:
-            if name == b"host":
-                if host is not None:
-                    raise BadRequest("the request has more than one Host header; send one")
-                host = value
-            elif name == b"origin":
-                origin = value
-        if host is not None and not self.keys.required and not self.host_allowed(host):
+        headers = ex.scope["headers"]
+        named = dict(headers)  # in C: cheaper than a loop over the headers in Python
+        host = named.get(b"host")
+        origin = named.get(b"origin")
+        if len(named) != len(headers) and sum(name == b"host" for name, _ in headers) > 1:
+            raise BadRequest("the request has more than one Host header; send one")
+        known = host is None or self._known_hosts.get(host, False)
+        if not known and not self.keys.required and not self.host_allowed(host):
             shown = host.decode("latin-1")[:100]
             raise Forbidden(f"the Host header {shown!r} does not name this node, as when a web page reaches it "
                             "through DNS rebinding; if you reach the node under that name, add it to "

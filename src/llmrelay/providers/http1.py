@@ -238,7 +238,7 @@ class Connection(asyncio.Protocol):
         self.interim = False  # parsing a 1xx interim answer, skipped
         self.trailing = False  # the final head has been read: header lines now are trailers
         self.header_room = MAX_HEADER_BYTES  # left for the names and values of the head (or the trailers)
-        self.header_lines = MAX_HEADERS  # header lines left for the head (or the trailers)
+        self.trailer_lines = 0  # trailer lines of the current answer (counted, then dropped)
         self.since_body = 0  # bytes received since the last body byte: heads, trailers, chunk framing
         self.head_request = False  # the answer has a head only, whatever its headers say
         self.said_connection = False  # the answer has a Connection header
@@ -299,11 +299,13 @@ class Connection(asyncio.Protocol):
     def on_header(self, name: bytes, value: bytes) -> None:
         size = len(name)
         self.header_room -= size + len(value)
-        self.header_lines -= 1
-        if self.header_room < 0 or self.header_lines < 0:
+        if self.header_room < 0:
             raise self._oversized()
-        if self.trailing:
-            return  # trailers: the head has gone to the client already; counted, then dropped
+        if self.trailing:  # trailers: the head has gone to the client already; counted, then dropped
+            self.trailer_lines += 1
+            if self.trailer_lines > MAX_HEADERS:
+                raise MalformedAnswer(f"the upstream sent more than {MAX_HEADERS} trailers")
+            return
         response = self.response
         response.raw_headers.append((name, value))
         if size == 14 and name.lower() == b"content-length":
@@ -315,6 +317,8 @@ class Connection(asyncio.Protocol):
 
     def on_headers_complete(self) -> None:
         response = self.response
+        if len(response.raw_headers) > MAX_HEADERS:
+            raise MalformedAnswer(f"the upstream sent more than {MAX_HEADERS} headers")
         parser = self.parser
         status = parser.get_status_code()
         if status < 200:
@@ -335,7 +339,6 @@ class Connection(asyncio.Protocol):
         response.status = status
         self.trailing = True
         self.header_room = MAX_HEADER_BYTES
-        self.header_lines = MAX_HEADERS
         # should_keep_alive is false for a body that ends with the connection. HTTP/1.0 keep-alive is not trusted;
         # only a Connection header makes 1.0 keep-alive, so the version (~1 µs to ask) is checked only then.
         self.keep_alive = parser.should_keep_alive() and (
@@ -365,7 +368,7 @@ class Connection(asyncio.Protocol):
         self.said_connection = False
         self.trailing = False
         self.header_room = MAX_HEADER_BYTES
-        self.header_lines = MAX_HEADERS
+        self.trailer_lines = 0
         self.since_body = 0
         self.expecting = True
         self.head_request = head_request
@@ -413,8 +416,6 @@ class Connection(asyncio.Protocol):
 
     def _oversized(self) -> MalformedAnswer:
         part = "trailers" if self.trailing else "headers"
-        if self.header_lines < 0:
-            return MalformedAnswer(f"the upstream sent more than {MAX_HEADERS} {part}")
         if self.trailing and self.header_room >= 0:  # counted in data_received: a line that never ended
             part = "trailers (or chunk framing)"
         return MalformedAnswer(f"the upstream's {part} are larger than {MAX_HEADER_BYTES // 1024} KiB")

@@ -28,8 +28,9 @@ PEER_PREFIX = "node "  # the name of a peer node as an upstream: "node <id>"
 _NOT_DOWNSTREAM = HOP_BY_HOP | {
     b"content-length", b"set-cookie", b"date", b"server", b"x-request-id", b"openai-organization",
     b"openai-project", b"anthropic-organization-id", b"strict-transport-security", b"alt-svc",
+    b"access-control-allow-origin", b"access-control-allow-credentials", b"access-control-allow-methods",
+    b"access-control-allow-headers", b"access-control-expose-headers", b"access-control-max-age",
 }
-_CORS = b"access-control-"
 
 
 def _listed(connection: bytes) -> frozenset[bytes]:
@@ -106,8 +107,7 @@ def client_response_headers(upstream_raw_headers) -> list[tuple[bytes, bytes]]:
     for key, value in upstream_raw_headers:
         name = key.lower()
         if name not in _NOT_DOWNSTREAM:
-            if not name.startswith(_CORS):
-                headers.append((name, value))
+            headers.append((name, value))
         elif name == b"x-request-id":
             headers.append((b"x-upstream-request-id", value))
         elif name == b"connection":

@@ -58,8 +58,11 @@ def requested_model(body: bytes) -> str:
 
 
 def json_object(body: bytes) -> dict:
+    if body.count(b"[") + body.count(b"{") > json_depth.MAX_DEPTH and json_depth.too_deep(body):
+        raise BadRequest(f"the request body nests arrays and objects more than {json_depth.MAX_DEPTH} levels deep; "
+                         "flatten it")
     try:
-        request = json_depth.loads(body)
+        request = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
         raise BadRequest(f"the request body is not valid JSON ({exc}); send a JSON object") from None
     if not isinstance(request, dict):
