@@ -44,7 +44,7 @@ from llmrelay.settings import Settings, load_settings
 from llmrelay.storage.database import describe_error, open_database
 from llmrelay.surfaces.admin import KEYS_PATH, AdminSurface
 from llmrelay.surfaces.anthropic import AnthropicSurface
-from llmrelay.surfaces.ollama import OllamaGenerateSurface, OllamaSurface
+from llmrelay.surfaces.ollama import OllamaChatSurface, OllamaGenerateSurface, OllamaModels
 from llmrelay.surfaces.openai import OpenAISurface
 from llmrelay.surfaces.openapi import (
     ANTHROPIC_MESSAGES,
@@ -103,15 +103,16 @@ class RelayApp:
         # The APIs the node speaks.
         openai = OpenAISurface(self.gateway, gate, settings.max_body_bytes)
         anthropic = AnthropicSurface(self.gateway, gate, settings.max_body_bytes)
-        ollama = OllamaSurface(self.gateway, gate, settings.max_body_bytes)
+        ollama = OllamaChatSurface(self.gateway, gate, settings.max_body_bytes)
         generate = OllamaGenerateSurface(self.gateway, gate, settings.max_body_bytes)
+        ollama_models = OllamaModels(self.gateway, gate, settings.max_body_bytes)
         # The seed's endpoint speaks Ollama's format to the embedded model, which has no HTTP API of its own.
         self.passthrough = PassthroughSurface(self.routes, self.client, retrier, gate, settings.max_body_bytes,
                                               ollama.handle)
         admin = AdminSurface(self.keys, self.database, settings.max_body_bytes, balancer.report,
                              self.cluster.shared.publish_key if self.cluster else None)
         self.web = WebPages()
-        self.endpoints = Endpoints(self._endpoints(openai, anthropic, ollama, generate, admin))
+        self.endpoints = Endpoints(self._endpoints(openai, anthropic, ollama, generate, ollama_models, admin))
         # What the node sees of itself: metrics, the dashboard's timeline, usage records (opened at start).
         self.recorder: Recorder | None = None
         self.usage: UsageWriter | None = None
@@ -123,8 +124,9 @@ class RelayApp:
     async def _own_model_names(self) -> list[str]:
         return [name for name, _ in await self.gateway.own_model_names()]
 
-    def _endpoints(self, openai: OpenAISurface, anthropic: AnthropicSurface, ollama: OllamaSurface,
-                   generate: OllamaGenerateSurface, admin: AdminSurface) -> list[Endpoint]:
+    def _endpoints(self, openai: OpenAISurface, anthropic: AnthropicSurface, ollama: OllamaChatSurface,
+                   generate: OllamaGenerateSurface, ollama_models: OllamaModels,
+                   admin: AdminSurface) -> list[Endpoint]:
         """Every endpoint the node serves, each once."""
         seed = Api("passthrough", error_body)
         cloudflare = Api("cloudflare", error_body)
@@ -159,11 +161,11 @@ class RelayApp:
                      body=OLLAMA_CHAT, streams=ndjson),
             Endpoint("POST", "/api/generate", generate.handle, "Ollama generate", key, ollama_api, asks_model=True,
                      body=OLLAMA_GENERATE, streams=ndjson),
-            Endpoint("GET", "/api/tags", ollama.tags, "Ollama model list", key, ollama_api),
-            Endpoint("POST", "/api/show", ollama.show, "Ollama model details", key, ollama_api, asks_model=True,
+            Endpoint("GET", "/api/tags", ollama_models.tags, "Ollama model list", key, ollama_api),
+            Endpoint("POST", "/api/show", ollama_models.show, "Ollama model details", key, ollama_api, asks_model=True,
                      body=MODEL_ONLY),
-            Endpoint("GET", "/api/version", ollama.version, "Ollama-compatible version", key, ollama_api),
-            Endpoint("POST", "/api/embed", ollama.embed, "Ollama embeddings", key, ollama_api, asks_model=True,
+            Endpoint("GET", "/api/version", ollama_models.version, "Ollama-compatible version", key, ollama_api),
+            Endpoint("POST", "/api/embed", ollama_models.embed, "Ollama embeddings", key, ollama_api, asks_model=True,
                      body=EMBED),
             # The node
             Endpoint("GET", "/health", self.health, "The process is alive", public),

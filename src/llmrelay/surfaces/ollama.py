@@ -5,6 +5,7 @@ import time
 
 import orjson
 
+from llmrelay.access.model_gate import ModelGate
 from llmrelay.asgi import Exchange
 from llmrelay.core import json_depth
 from llmrelay.core.chat import (
@@ -25,6 +26,7 @@ from llmrelay.core.chat import (
 from llmrelay.core.errors import BadRequest, RelayError
 from llmrelay.core.ids import tool_call_id
 from llmrelay.relay.forwarding import forward
+from llmrelay.routing.gateway import Gateway
 from llmrelay.routing.models import Deployment
 from llmrelay.surfaces.chat_surface import ChatSurface, StreamEncoder
 from llmrelay.surfaces.decoding import (
@@ -144,10 +146,11 @@ def _final_fields(reason: str, prompt_tokens: int, completion_tokens: int, start
             "prompt_eval_duration": 0, "eval_count": completion_tokens, "eval_duration": 0}
 
 
-class OllamaStreamEncoder(StreamEncoder):
-    def __init__(self, chat: Chat, generate: bool):
+class OllamaChatEncoder(StreamEncoder):
+    """`/api/chat`'s NDJSON stream: message pieces, tool calls whole in one message, then the final line."""
+
+    def __init__(self, chat: Chat):
         self.model = chat.model
-        self.generate = generate
         self.started = chat.received_ns or time.monotonic_ns()
         self.calls: list[ToolCall] = []
 
@@ -155,10 +158,14 @@ class OllamaStreamEncoder(StreamEncoder):
         return orjson.dumps({"model": self.model, "created_at": _created_at(), **fields}) + b"\n"
 
     def _message(self, **message) -> dict:
-        if self.generate:
-            return {"response": message.get("content", ""), **({"thinking": message["thinking"]}
-                                                               if "thinking" in message else {})}
         return {"message": {"role": "assistant", "content": "", **message}}
+
+    def _tool_calls(self) -> bytes:
+        """Ollama sends tool calls whole, in one message, arguments as an object."""
+        if not self.calls:
+            return b""
+        calls = [{"function": {"name": call.name, "arguments": _arguments(call.arguments)}} for call in self.calls]
+        return self._line({**self._message(tool_calls=calls), "done": False})
 
     def event(self, event) -> bytes:
         if isinstance(event, TextDelta):
@@ -170,77 +177,107 @@ class OllamaStreamEncoder(StreamEncoder):
         elif isinstance(event, ToolCallDelta):
             self.calls[event.index].arguments += event.arguments
         elif isinstance(event, Finish):
-            # Ollama sends tool calls whole, in one message, arguments as an object.
-            data = b""
-            if self.calls and not self.generate:
-                data = self._line({**self._message(tool_calls=[
-                    {"function": {"name": call.name, "arguments": _arguments(call.arguments)}} for call in self.calls]),
-                    "done": False})
             usage = event.usage
-            return data + self._line({**self._message(), **_final_fields(
+            return self._tool_calls() + self._line({**self._message(), **_final_fields(
                 event.reason, usage.prompt_tokens if usage else 0, usage.completion_tokens if usage else 0,
                 self.started)})
         return b""
 
     def error(self, error: RelayError) -> bytes:
-        return orjson.dumps({"error": error.message}) + b"\n"
+        return _error_body(error) + b"\n"
 
 
-class OllamaSurface(ChatSurface):
+class OllamaGenerateEncoder(OllamaChatEncoder):
+    """`/api/generate`'s NDJSON stream: `response` pieces, no messages and no tool calls."""
+
+    def _message(self, **message) -> dict:
+        thinking = {"thinking": message["thinking"]} if "thinking" in message else {}
+        return {"response": message.get("content", ""), **thinking}
+
+    def _tool_calls(self) -> bytes:
+        return b""
+
+
+def _error_body(error: RelayError) -> bytes:
+    return orjson.dumps({"error": error.message})
+
+
+class _OllamaApi(ChatSurface):
+    """What Ollama's two chat endpoints share: the upstream kind, NDJSON streams, the error shape."""
+
     api = "ollama"
     stream_content_type = b"application/x-ndjson"
-    generate = False
-
-    def decode(self, request: dict) -> Chat:
-        return decode_generate(request) if self.generate else decode_chat(request)
-
-    def encoder(self, chat: Chat) -> StreamEncoder:
-        return OllamaStreamEncoder(chat, self.generate)
-
-    def render(self, chat: Chat, completion: Completion) -> dict:
-        encoder = OllamaStreamEncoder(chat, self.generate)
-        fields = {"model": chat.model, "created_at": _created_at()}
-        if self.generate:
-            fields["response"] = completion.text
-            if completion.reasoning:
-                fields["thinking"] = completion.reasoning
-        else:
-            message: dict = {"role": "assistant", "content": completion.text}
-            if completion.reasoning:
-                message["thinking"] = completion.reasoning
-            if completion.tool_calls:
-                message["tool_calls"] = [{"function": {"name": call.name, "arguments": _arguments(call.arguments)}}
-                                         for call in completion.tool_calls]
-            fields["message"] = message
-        usage = completion.usage
-        fields.update(_final_fields(completion.finish_reason, usage.prompt_tokens, usage.completion_tokens,
-                                    encoder.started))
-        return fields
 
     def error_body(self, error: RelayError) -> bytes:
-        return orjson.dumps({"error": error.message})
+        return _error_body(error)
 
     def stream_error_record(self, error: RelayError, last_chunk: bytes, sse: bool) -> bytes:
-        return (b"" if last_chunk.endswith(b"\n") else b"\n") + self.error_body(error) + b"\n"
+        return (b"" if last_chunk.endswith(b"\n") else b"\n") + _error_body(error) + b"\n"
+
+    def _final(self, chat: Chat, completion: Completion, fields: dict) -> dict:
+        usage = completion.usage
+        return {"model": chat.model, "created_at": _created_at(), **fields,
+                **_final_fields(completion.finish_reason, usage.prompt_tokens, usage.completion_tokens,
+                                chat.received_ns or time.monotonic_ns())}
+
+
+class OllamaChatSurface(_OllamaApi):
+    """`POST /api/chat`."""
+
+    decode = staticmethod(decode_chat)
+    encoder = OllamaChatEncoder
+
+    def render(self, chat: Chat, completion: Completion) -> dict:
+        message: dict = {"role": "assistant", "content": completion.text}
+        if completion.reasoning:
+            message["thinking"] = completion.reasoning
+        if completion.tool_calls:
+            message["tool_calls"] = [{"function": {"name": call.name, "arguments": _arguments(call.arguments)}}
+                                     for call in completion.tool_calls]
+        return self._final(chat, completion, {"message": message})
 
     def add_prompt(self, request: dict, prompt: str) -> bool:
-        if self.generate:
-            if request.get("system"):
-                return False
-            request["system"] = prompt
-            return True
         messages = request.get("messages")
         if not isinstance(messages, list) or any(isinstance(m, dict) and m.get("role") == "system" for m in messages):
             return False
         messages.insert(0, {"role": "system", "content": prompt})
         return True
 
-    def passthrough_url(self, deployment: Deployment) -> str:
-        if self.generate:
-            return deployment.upstream.base_url + "/api/generate"
-        return deployment.upstream.chat_url
 
-    # ---- the model and embedding endpoints ----
+class OllamaGenerateSurface(_OllamaApi):
+    """`POST /api/generate`: a prompt (and system), answered as `response` text."""
+
+    decode = staticmethod(decode_generate)
+    encoder = OllamaGenerateEncoder
+
+    def render(self, chat: Chat, completion: Completion) -> dict:
+        fields = {"response": completion.text}
+        if completion.reasoning:
+            fields["thinking"] = completion.reasoning
+        return self._final(chat, completion, fields)
+
+    def add_prompt(self, request: dict, prompt: str) -> bool:
+        if request.get("system"):
+            return False
+        request["system"] = prompt
+        return True
+
+    def passthrough_url(self, deployment: Deployment) -> str:
+        return deployment.upstream.base_url + "/api/generate"
+
+
+class OllamaModels:
+    """Ollama's model and embedding endpoints: `/api/tags`, `/api/show`, `/api/version`, `/api/embed`."""
+
+    def __init__(self, gateway: Gateway, gate: ModelGate, max_body_bytes: int):
+        self.gateway = gateway
+        self.gate = gate
+        self.max_body_bytes = max_body_bytes
+
+    error_body = staticmethod(_error_body)
+
+    def stream_error_record(self, error: RelayError, last_chunk: bytes, sse: bool) -> bytes:
+        return (b"" if last_chunk.endswith(b"\n") else b"\n") + _error_body(error) + b"\n"
 
     async def tags(self, ex: Exchange) -> None:
         ex.error_body = self.error_body
@@ -295,7 +332,3 @@ class OllamaSurface(ChatSurface):
         await ex.respond_json(200, {"model": ex.model, "embeddings": vectors,
                                     "total_duration": time.monotonic_ns() - started, "load_duration": 0,
                                     "prompt_eval_count": tokens})
-
-
-class OllamaGenerateSurface(OllamaSurface):
-    generate = True

@@ -15,7 +15,7 @@ from llmrelay.core.chat import (
 from llmrelay.core.errors import UpstreamUnavailable
 from llmrelay.providers.ollama import decode_stream, ollama_upstream
 from llmrelay.providers.wire import ndjson_records
-from llmrelay.surfaces.ollama import OllamaStreamEncoder
+from llmrelay.surfaces.ollama import OllamaChatEncoder, OllamaGenerateEncoder
 from tests.support.recorded import (
     CUTS,
     RecordedResponse,
@@ -29,7 +29,7 @@ CHAT = Chat(model="llama3.2", messages=[], stream=True)
 
 
 def encode(events, generate: bool = False) -> bytes:
-    encoder = OllamaStreamEncoder(CHAT, generate)
+    encoder = (OllamaGenerateEncoder if generate else OllamaChatEncoder)(CHAT)
     return encoder.head() + b"".join(encoder.event(event) for event in events)
 
 
@@ -63,5 +63,5 @@ def test_stream_reads_back_through_the_ollama_provider_decoder():
 
 
 def test_error_mid_stream_is_an_error_line():
-    assert OllamaStreamEncoder(CHAT, False).error(UpstreamUnavailable("upstream broke off")) == (
+    assert OllamaChatEncoder(CHAT).error(UpstreamUnavailable("upstream broke off")) == (
         b'{"error":"upstream broke off"}\n')
