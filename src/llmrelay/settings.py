@@ -29,7 +29,8 @@ DEFAULT_CONFIG_FILE = "llmrelay.yaml"
 
 
 def _env(*names: str) -> AliasChoices:
-    """Accept the environment names and, in YAML, the field name itself."""
+    """A field read from variables other than LLMRELAY_<NAME> (the Masa node's, the providers' own): these
+    names, and in YAML the field name itself."""
     return AliasChoices(*names)
 
 
@@ -88,6 +89,7 @@ class Settings(BaseSettings):
         env_file=".env",
         env_file_encoding="utf-8",
         extra="ignore",  # a shared .env (the Masa node's) holds many unrelated variables
+        env_prefix="LLMRELAY_",  # a field is LLMRELAY_<NAME> unless it names its variables (the Masa node's)
         populate_by_name=True,
         case_sensitive=False,
     )
@@ -103,88 +105,73 @@ class Settings(BaseSettings):
     anthropic_base_url: str = Field(
         "https://api.anthropic.com", validation_alias=_env("ANTHROPIC_BASE_URL", "anthropic_base_url")
     )
-    anthropic_version: str = Field(
-        "2023-06-01", validation_alias=_env("LLMRELAY_ANTHROPIC_VERSION", "anthropic_version")
-    )
+    anthropic_version: str = "2023-06-01"
 
     llm_cf_url: str | None = Field(None, validation_alias=_env("LLM_CF_URL", "llm_cf_url"))
     llm_cf_token: SecretStr | None = Field(None, validation_alias=_env("LLM_CF_TOKEN", "llm_cf_token"))
     # The Masa node's PROMPT: a system message for translated requests that bring none.
     prompt: str | None = Field(None, validation_alias=_env("PROMPT", "prompt"))
-    models: list[ModelConfig] = Field([], validation_alias=_env("LLMRELAY_MODELS", "models"))
+    models: list[ModelConfig] = []
 
-    embedded_model: str | None = Field(None, validation_alias=_env("LLMRELAY_EMBEDDED_MODEL", "embedded_model"))
-    embedded: bool = Field(True, validation_alias=_env("LLMRELAY_EMBEDDED", "embedded"))
+    embedded_model: str | None = None
+    embedded: bool = True
     local_context_size: int = Field(2048, gt=0, validation_alias=_env("LLMRELAY_LOCAL_CONTEXT", "local_context_size"))
-    local_threads: int = Field(min(4, os.cpu_count() or 1), gt=0,
-                               validation_alias=_env("LLMRELAY_LOCAL_THREADS", "local_threads"))
-    local_queue: int = Field(8, ge=0, validation_alias=_env("LLMRELAY_LOCAL_QUEUE", "local_queue"))
+    local_threads: int = Field(min(4, os.cpu_count() or 1), gt=0)
+    local_queue: int = Field(8, ge=0)
 
     # Reliability: retries, cooldowns, timeouts, backpressure, shutdown.
-    retries: int = Field(2, ge=0, le=10, validation_alias=_env("LLMRELAY_RETRIES", "retries"))
-    retry_backoff: float = Field(0.1, ge=0, validation_alias=_env("LLMRELAY_RETRY_BACKOFF", "retry_backoff"))
-    cooldown_failures: int = Field(3, gt=0, validation_alias=_env("LLMRELAY_COOLDOWN_FAILURES", "cooldown_failures"))
-    cooldown_window: float = Field(60.0, gt=0, validation_alias=_env("LLMRELAY_COOLDOWN_WINDOW", "cooldown_window"))
-    cooldown_seconds: float = Field(30.0, gt=0, validation_alias=_env("LLMRELAY_COOLDOWN_SECONDS", "cooldown_seconds"))
+    retries: int = Field(2, ge=0, le=10)
+    retry_backoff: float = Field(0.1, ge=0)
+    cooldown_failures: int = Field(3, gt=0)
+    cooldown_window: float = Field(60.0, gt=0)
+    cooldown_seconds: float = Field(30.0, gt=0)
     # The longest an upstream's Retry-After may keep a deployment out of rotation (one answer must not
     # refuse a model for an hour).
-    cooldown_max: float = Field(60.0, gt=0, validation_alias=_env("LLMRELAY_COOLDOWN_MAX", "cooldown_max"))
-    probe_interval: float = Field(0.0, ge=0, validation_alias=_env("LLMRELAY_PROBE_INTERVAL", "probe_interval"))
-    idle_timeout: float = Field(120.0, gt=0, validation_alias=_env("LLMRELAY_IDLE_TIMEOUT", "idle_timeout"))
-    total_timeout: float = Field(1800.0, gt=0, validation_alias=_env("LLMRELAY_TOTAL_TIMEOUT", "total_timeout"))
-    max_in_flight: int = Field(1024, gt=0, validation_alias=_env("LLMRELAY_MAX_IN_FLIGHT", "max_in_flight"))
-    queue_size: int = Field(1024, ge=0, validation_alias=_env("LLMRELAY_QUEUE_SIZE", "queue_size"))
-    queue_timeout: float = Field(10.0, gt=0, validation_alias=_env("LLMRELAY_QUEUE_TIMEOUT", "queue_timeout"))
-    drain_seconds: float = Field(30.0, ge=0, validation_alias=_env("LLMRELAY_DRAIN_SECONDS", "drain_seconds"))
-    header_timeout: float = Field(10.0, gt=0, validation_alias=_env("LLMRELAY_HEADER_TIMEOUT", "header_timeout"))
-    body_timeout: float = Field(30.0, gt=0, validation_alias=_env("LLMRELAY_BODY_TIMEOUT", "body_timeout"))
+    cooldown_max: float = Field(60.0, gt=0)
+    probe_interval: float = Field(0.0, ge=0)
+    idle_timeout: float = Field(120.0, gt=0)
+    total_timeout: float = Field(1800.0, gt=0)
+    max_in_flight: int = Field(1024, gt=0)
+    queue_size: int = Field(1024, ge=0)
+    queue_timeout: float = Field(10.0, gt=0)
+    drain_seconds: float = Field(30.0, ge=0)
+    header_timeout: float = Field(10.0, gt=0)
+    body_timeout: float = Field(30.0, gt=0)
     # A client that reads nothing of its answer for this long is cut off, and its request cancelled.
-    write_timeout: float = Field(60.0, gt=0, validation_alias=_env("LLMRELAY_WRITE_TIMEOUT", "write_timeout"))
-    max_header_bytes: int = Field(64 * 1024, gt=0, validation_alias=_env("LLMRELAY_MAX_HEADER_BYTES",
-                                                                         "max_header_bytes"))
+    write_timeout: float = Field(60.0, gt=0)
+    max_header_bytes: int = Field(64 * 1024, gt=0)
     # Request bodies all of a worker's connections may hold before their requests reach the app (and its key
     # checks and capacity); past it a request goes to the app as it arrives, which reads its body itself.
-    max_buffered_bytes: int = Field(64 * 1024 * 1024, gt=0, validation_alias=_env("LLMRELAY_MAX_BUFFERED_BYTES",
-                                                                                  "max_buffered_bytes"))
+    max_buffered_bytes: int = Field(64 * 1024 * 1024, gt=0)
     # Connections open to one upstream host at once; requests beyond wait in line (until the first-byte timeout).
-    max_connections_per_host: int = Field(1024, gt=0, validation_alias=_env("LLMRELAY_MAX_CONNECTIONS_PER_HOST",
-                                                                            "max_connections_per_host"))
+    max_connections_per_host: int = Field(1024, gt=0)
 
-    host: str = Field("127.0.0.1", validation_alias=_env("LLMRELAY_HOST", "host"))
-    port: int = Field(8080, ge=1, le=65535, validation_alias=_env("LLMRELAY_PORT", "port"))
-    workers: int = Field(1, ge=1, le=256, validation_alias=_env("LLMRELAY_WORKERS", "workers"))
-    log_format: Literal["text", "json"] = Field(
-        "text", validation_alias=_env("LLMRELAY_LOG_FORMAT", "log_format")
-    )
+    host: str = "127.0.0.1"
+    port: int = Field(8080, ge=1, le=65535)
+    workers: int = Field(1, ge=1, le=256)
+    log_format: Literal["text", "json"] = "text"
 
     # Running the node for a team: keys, limits, usage records, metrics.
-    master_key: SecretStr | None = Field(None, validation_alias=_env("LLMRELAY_MASTER_KEY", "master_key"))
-    allow_open: bool = Field(False, validation_alias=_env("LLMRELAY_ALLOW_OPEN", "allow_open"))
-    data_dir: Path = Field(Path.home() / ".llmrelay", validation_alias=_env("LLMRELAY_DATA_DIR", "data_dir"))
-    database_url: SecretStr | None = Field(None, validation_alias=_env("LLMRELAY_DATABASE_URL", "database_url"))
-    redis_url: SecretStr | None = Field(None, validation_alias=_env("LLMRELAY_REDIS_URL", "redis_url"))
+    master_key: SecretStr | None = None
+    allow_open: bool = False
+    data_dir: Path = Field(Path.home() / ".llmrelay")
+    database_url: SecretStr | None = None
+    redis_url: SecretStr | None = None
     # A network of nodes sharing one Redis: the registry, forwarding, shared keys and cooldowns.
-    cluster_secret: SecretStr | None = Field(None, validation_alias=_env("LLMRELAY_CLUSTER_SECRET", "cluster_secret"))
-    cluster_name: str = Field("llmrelay", pattern=r"^[A-Za-z0-9_.-]{1,64}$",
-                              validation_alias=_env("LLMRELAY_CLUSTER_NAME", "cluster_name"))
-    node_url: str | None = Field(None, validation_alias=_env("LLMRELAY_NODE_URL", "node_url"))
-    usage_records: bool = Field(True, validation_alias=_env("LLMRELAY_USAGE_RECORDS", "usage_records"))
-    public_metrics: bool = Field(False, validation_alias=_env("LLMRELAY_PUBLIC_METRICS", "public_metrics"))
+    cluster_secret: SecretStr | None = None
+    cluster_name: str = Field("llmrelay", pattern=r"^[A-Za-z0-9_.-]{1,64}$")
+    node_url: str | None = None
+    usage_records: bool = True
+    public_metrics: bool = False
     # Browsers: host names a keyless node answers to besides IP addresses and localhost, and web origins
     # whose pages may call the node (comma-separated; "*" for any).
-    allowed_hosts: str | None = Field(None, validation_alias=_env("LLMRELAY_ALLOWED_HOSTS", "allowed_hosts"))
-    allowed_origins: str | None = Field(None, validation_alias=_env("LLMRELAY_ALLOWED_ORIGINS", "allowed_origins"))
+    allowed_hosts: str | None = None
+    allowed_origins: str | None = None
 
-    max_body_bytes: int = Field(
-        10 * 1024 * 1024, gt=0, validation_alias=_env("LLMRELAY_MAX_BODY_BYTES", "max_body_bytes")
-    )
-    connect_timeout: float = Field(
-        5.0, gt=0, validation_alias=_env("LLMRELAY_CONNECT_TIMEOUT", "connect_timeout")
-    )
-    first_byte_timeout: float = Field(
-        300.0, gt=0, validation_alias=_env("LLMRELAY_FIRST_BYTE_TIMEOUT", "first_byte_timeout")
-    )
-    ready_timeout: float = Field(2.0, gt=0, validation_alias=_env("LLMRELAY_READY_TIMEOUT", "ready_timeout"))
+    max_body_bytes: int = Field(10 * 1024 * 1024, gt=0)
+    connect_timeout: float = Field(5.0, gt=0)
+    first_byte_timeout: float = Field(300.0, gt=0)
+    ready_timeout: float = Field(2.0, gt=0)
 
     @field_validator("llm_chat_url", mode="before")
     @classmethod
@@ -263,9 +250,9 @@ class SettingsError(Exception):
 
 # Field name -> the variable a user sets, for error messages.
 _VARIABLE_NAMES = {
-    name: field.validation_alias.choices[0]
+    name: field.validation_alias.choices[0] if isinstance(field.validation_alias, AliasChoices)
+    else "LLMRELAY_" + name.upper()
     for name, field in Settings.model_fields.items()
-    if isinstance(field.validation_alias, AliasChoices)
 }
 
 
