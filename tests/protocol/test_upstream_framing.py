@@ -156,28 +156,12 @@ def test_upstream_204_and_304_have_no_body_whatever_their_headers_say(status):
     run(scenario())
 
 
-def test_upstream_content_length_shorter_than_sent_then_close_is_an_error():
+# "10  ": llhttp allows spaces around the digits; such an answer cut short must not pass for a complete one.
+@pytest.mark.parametrize("declared", [b"10", b"10  "], ids=["plain", "content_length_with_spaces"])
+def test_upstream_content_length_shorter_than_sent_then_close_is_an_error(declared):
     async def handler(reader, writer, number):
         await read_request(reader)
-        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nshort")
-        await writer.drain()  # and the connection closes
-
-    async def scenario():
-        async with ScriptedUpstream(handler) as upstream:
-            client = Client()
-            response = await client.request("GET", upstream.url(), {}, None, 2, 2)
-            with pytest.raises(ConnectionLost):
-                await response.read()
-            assert not client.pools[("http", "127.0.0.1", upstream.port, None)].idle
-            client.close()
-
-    run(scenario())
-
-
-def test_upstream_content_length_with_spaces_cut_short_is_an_error_not_a_complete_answer():
-    async def handler(reader, writer, number):
-        await read_request(reader)
-        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 10  \r\n\r\nshort")
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: " + declared + b"\r\n\r\nshort")
         await writer.drain()  # and the connection closes
 
     async def scenario():
@@ -187,6 +171,7 @@ def test_upstream_content_length_with_spaces_cut_short_is_an_error_not_a_complet
             assert response.content_length == 10
             with pytest.raises(ConnectionLost):
                 await response.read()
+            assert not client.pools[("http", "127.0.0.1", upstream.port, None)].idle
             client.close()
 
     run(scenario())
