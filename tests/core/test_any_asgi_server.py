@@ -2,8 +2,6 @@
 (the direct send, the disconnect callback), still gets whole answers and streams, sent as ASGI messages."""
 
 import json
-import threading
-import time
 
 import httpx
 import pytest
@@ -11,6 +9,7 @@ import uvicorn
 
 from llmrelay.app import create_app
 from tests.conftest import OPENAI_KEY
+from tests.support.in_process import serving
 from tests.support.node import free_port
 
 
@@ -24,16 +23,8 @@ def plain_server(clean_env, monkeypatch, ollama, openai_upstream):
     port = free_port()
     config = uvicorn.Config(create_app(), host="127.0.0.1", port=port, loop="uvloop", http="httptools",
                             lifespan="on", log_config=None)
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.02)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(10)
+    with serving(uvicorn.Server(config)):
+        yield f"http://127.0.0.1:{port}"
 
 
 def test_a_whole_answer_and_a_stream_through_a_plain_asgi_server(plain_server, ollama):

@@ -6,7 +6,6 @@ requests h11 parses (method, target, headers, body), answered in order."""
 import functools
 import json
 import socket
-import threading
 import time
 
 import h11
@@ -16,6 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from llmrelay.server_protocol import HttpServerProtocol, ServerLimits
+from tests.support.in_process import serving
 from tests.support.node import free_port
 
 
@@ -46,16 +46,8 @@ def server():
     protocol = functools.partial(HttpServerProtocol, limits=ServerLimits(max_header_bytes=1024))
     config = uvicorn.Config(echo, host="127.0.0.1", port=port, loop="uvloop", http=protocol,
                             lifespan="off", log_config=None)
-    instance = uvicorn.Server(config)
-    thread = threading.Thread(target=instance.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not instance.started:
-        assert time.monotonic() < deadline, "the test server did not start"
-        time.sleep(0.02)
-    yield port
-    instance.should_exit = True
-    thread.join(10)
+    with serving(uvicorn.Server(config)):
+        yield port
 
 
 TOKEN = st.from_regex(r"[A-Za-z0-9!#$%&'*+.^_`|~-]{1,8}", fullmatch=True)

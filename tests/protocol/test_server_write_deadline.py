@@ -13,6 +13,7 @@ import uvicorn
 
 from llmrelay.asgi import DISCONNECT_EXTENSION
 from llmrelay.server_protocol import HttpServerProtocol, ServerLimits
+from tests.support.in_process import serving
 from tests.support.node import free_port
 
 CHUNK = b"x" * 16 * 1024
@@ -43,15 +44,8 @@ def port():
     listener.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 8192)
     listener.bind(("127.0.0.1", port))
     listener.listen()
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [listener]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert time.monotonic() < deadline, "the test server did not start"
-        time.sleep(0.02)
-    yield port
-    server.should_exit = True
-    thread.join(10)
+    with serving(server, sockets=[listener]):
+        yield port
     listener.close()
 
 
