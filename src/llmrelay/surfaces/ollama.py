@@ -202,6 +202,11 @@ def _error_body(error: RelayError) -> bytes:
     return orjson.dumps({"error": error.message})
 
 
+def _error_line(error: RelayError, last_chunk: bytes) -> bytes:
+    """A stream's last NDJSON line, starting on a line of its own."""
+    return (b"" if last_chunk.endswith(b"\n") else b"\n") + _error_body(error) + b"\n"
+
+
 class _OllamaApi(ChatSurface):
     """What Ollama's two chat endpoints share: the upstream kind, NDJSON streams, the error shape."""
 
@@ -212,7 +217,7 @@ class _OllamaApi(ChatSurface):
         return _error_body(error)
 
     def stream_error_record(self, error: RelayError, last_chunk: bytes, sse: bool) -> bytes:
-        return (b"" if last_chunk.endswith(b"\n") else b"\n") + _error_body(error) + b"\n"
+        return _error_line(error, last_chunk)
 
     def _final(self, chat: Chat, completion: Completion, fields: dict) -> dict:
         usage = completion.usage
@@ -277,7 +282,7 @@ class OllamaModels:
     error_body = staticmethod(_error_body)
 
     def stream_error_record(self, error: RelayError, last_chunk: bytes, sse: bool) -> bytes:
-        return (b"" if last_chunk.endswith(b"\n") else b"\n") + _error_body(error) + b"\n"
+        return _error_line(error, last_chunk)
 
     async def tags(self, ex: Exchange) -> None:
         ex.error_body = self.error_body
